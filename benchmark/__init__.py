@@ -1,0 +1,1 @@
+"""regbench's training side: the one trainer, models, losses, data, run files."""

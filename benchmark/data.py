@@ -1,0 +1,172 @@
+"""Training data: CIFAR-10 and STL-10 through torchvision, Fashion-MNIST from its IDX
+files, and 2-D Gaussian mixtures generated from a fixed seed.
+
+Images are kept as one uint8 tensor (N, C, H, W) on the training device and
+scaled to [-1, 1] per batch; points are float (N, 2). A BatchStream draws
+batches in a seeded order whose state goes into the checkpoint, so a resumed
+run sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+VALID_DATASETS = ("cifar10", "stl10", "fashion_mnist", "ring8", "grid25")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class DatasetNotFoundError(RuntimeError):
+    pass
+
+
+def _torchvision_dataset(cls, root: Path, download: bool, where: str, how: str, **kwargs):
+    try:
+        return cls(str(root), download=download, **kwargs)
+    except Exception as err:  # torchvision raises RuntimeError offline/missing, URLError on failed download
+        tried = "and the download failed" if download else "(dataset.download=false)"
+        raise DatasetNotFoundError(
+            f"{cls.__name__} not found at {where} {tried}: {err}\n"
+            f"Provide it: {how}, or point data_root=... at a folder that has it."
+        ) from err
+
+
+def load_cifar10(root: Path, download: bool) -> torch.Tensor:
+    from torchvision.datasets import CIFAR10
+    ds = _torchvision_dataset(
+        CIFAR10, root, download, f"{root}/cifar-10-batches-py",
+        "extract cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) into data_root",
+        train=True)
+    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (50000, 3, 32, 32)
+
+
+def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """Area-faithful downscale (antialiased bilinear) of uint8 NCHW images, in chunks."""
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start:start + chunk] = y.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def load_stl10(root: Path, download: bool, split: str, size: int) -> torch.Tensor:
+    from torchvision.datasets import STL10
+    ds = _torchvision_dataset(
+        STL10, root, download, f"{root}/stl10_binary",
+        "extract stl10_binary.tar.gz (https://cs.stanford.edu/~acoates/stl10/) into data_root",
+        split=split)
+    images = torch.from_numpy(ds.data)  # (N, 3, 96, 96)
+    return images if size == images.shape[-1] else resize_uint8(images, size)
+
+
+def _copy_debian_fashion_mnist(raw: Path) -> None:
+    """Un-gzip Debian's dataset-fashion-mnist files into torchvision's raw folder."""
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST_FILES:
+        target = raw / name
+        if target.exists():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.")
+        with gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz", "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)
+
+
+def load_fashion_mnist(root: Path, download: bool, size: int, train: bool = True) -> torch.Tensor:
+    from torchvision.datasets import FashionMNIST
+    raw = root / "FashionMNIST" / "raw"
+    have_raw = all((raw / name).exists() for name in FASHION_MNIST_FILES)
+    if not have_raw and all((DEBIAN_FASHION_MNIST / f"{n}.gz").exists() for n in FASHION_MNIST_FILES):
+        _copy_debian_fashion_mnist(raw)
+    ds = _torchvision_dataset(
+        FashionMNIST, root, download, f"{raw} (and {DEBIAN_FASHION_MNIST})",
+        "apt-get install dataset-fashion-mnist, or put the IDX files in data_root/FashionMNIST/raw",
+        train=train)
+    images = ds.data.unsqueeze(1)  # (N, 1, 28, 28)
+    pad = size - images.shape[-1]
+    if pad < 0 or pad % 2:
+        raise ValueError(f"dataset.size must be >= 28 with an even difference (zero padding), got {size}")
+    return F.pad(images, (pad // 2,) * 4)  # black border, as in the common 32px setup
+
+
+def mixture_modes(name: str) -> torch.Tensor:
+    """Mode centres of the 2-D benchmarks (unrolled-GAN ring, VEEGAN grid)."""
+    if name == "ring8":
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        return (2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+    if name == "grid25":
+        axis = torch.arange(-4.0, 4.1, 2.0)
+        return torch.cartesian_prod(axis, axis)
+    raise ValueError(f"unknown mixture {name!r}; valid: ring8, grid25")
+
+
+def sample_mixture(name: str, n: int, std: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    modes = mixture_modes(name)
+    which = torch.randint(len(modes), (n,), generator=g)
+    return modes[which] + std * torch.randn(n, 2, generator=g)
+
+
+def load_dataset(cfg, data_root: str | os.PathLike) -> torch.Tensor:
+    """The training set of `cfg` (the dataset config group) as one tensor."""
+    root = Path(data_root).expanduser()
+    name = cfg.name
+    if name == "cifar10":
+        return load_cifar10(root, cfg.download)
+    if name == "stl10":
+        return load_stl10(root, cfg.download, cfg.split, cfg.size)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(root, cfg.download, cfg.size)
+    if name in ("ring8", "grid25"):
+        return sample_mixture(name, cfg.num_samples, cfg.std, cfg.seed)
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(VALID_DATASETS)}")
+
+
+class BatchStream:
+    """Batches without replacement in a seeded random order, reshuffled each epoch."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, device: torch.device):
+        if batch_size > len(data):
+            raise ValueError(f"batch_size={batch_size} exceeds the dataset's {len(data)} samples")
+        self.data = data.to(device)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(len(data), generator=self.generator)
+        self.position = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[1:])
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > len(self.order):  # drop the ragged tail
+            self.order = torch.randperm(len(self.order), generator=self.generator)
+            self.position = 0
+        index = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        batch = self.data[index.to(self.data.device)]
+        return to_model_range(batch)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"]
+        self.position = int(state["position"])
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]; points are used as they are."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch.float()

@@ -1,0 +1,229 @@
+"""The one trainer every regularizer shares (SN paper, Algorithm 1 around it):
+
+    for each generator update:
+        n_dis times: d_step()   D loss + regularizer.penalty, Adam step, regularizer.after_step
+        once:        g_step()
+        every log_every:        one metrics.jsonl row (losses, spectral norms), divergence check
+        every sample_every:     a sample grid
+        every checkpoint_every: an atomic checkpoint (a killed run resumes from it)
+
+The loop never syncs with the GPU between logging points: per-step losses stay
+on the device until a row is written.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.nn.utils import parametrize
+from tqdm.auto import tqdm
+
+import regularizers
+from benchmark import checkpoint, losses
+from benchmark.config import validate
+from benchmark.data import BatchStream, load_dataset
+from benchmark.models import build_models
+from benchmark.results import (SCHEMA, append_jsonl, environment, singular_values, spectral_norms,
+                               truncate_jsonl, write_json)
+from benchmark.samples import save_samples
+
+LOSS_COLUMNS = ("d_loss", "g_loss", "penalty")
+
+
+class Trainer:
+    def __init__(self, cfg, run_dir: str | Path):
+        self.device = validate(cfg)  # bad input fails here, before anything is loaded or written
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.total = cfg.budget.iterations
+        s = cfg.setting
+        torch.manual_seed(cfg.seed)  # model init, SN's u, orthonormal init
+
+        self.batches = BatchStream(load_dataset(cfg.dataset, cfg.data_root), cfg.batch_size, cfg.seed, self.device)
+        G, D = build_models(cfg.model, self.batches.shape, cfg.z_dim)
+        options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
+        self.regularizer = regularizers.build(cfg.regularizer.name, **options)
+        self.G = G.to(self.device)
+        self.D = self.regularizer.attach(D.to(self.device))
+        self.loss = cfg.loss.name
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=s.lr, betas=(s.beta1, s.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=s.lr, betas=(s.beta1, s.beta2))
+
+        # Latents (and the penalty's interpolation weights) come from their own
+        # generator so that data order and noise are the same for every method.
+        self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.regularizer.generator = self.noise
+        # The same latents for every method and every sample picture (an 8x8 grid, or a 2-D cloud).
+        n_fixed = 64 if len(self.batches.shape) == 3 else 2000
+        self.fixed_z = torch.randn(n_fixed, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(self.device)
+
+        self.iteration = 0
+        self.train_seconds = 0.0
+        self.pending: list[torch.Tensor] = []  # per-update (d_loss, g_loss, penalty), still on the device
+        self.last_row: dict | None = None
+
+    # ------------------------------------------------------------ steps
+    def sample_z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.z_dim, device=self.device, generator=self.noise)
+
+    def d_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        real = self.batches.next()
+        with torch.no_grad():
+            fake = self.G(self.sample_z(real.shape[0]))
+        # cached(): each reparametrized weight is computed once for all D calls of the step
+        with parametrize.cached():
+            loss = losses.d_loss(self.loss, self.D(real), self.D(fake))
+            penalty = self.regularizer.penalty(self.D, real, fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            (loss + penalty).backward()
+        self.opt_d.step()
+        self.regularizer.after_step(self.D)
+        return loss.detach(), penalty.detach()
+
+    def g_step(self) -> torch.Tensor:
+        self.D.requires_grad_(False)  # no gradients for D's weights in G's update
+        with parametrize.cached():
+            loss = losses.g_loss(self.loss, self.D(self.G(self.sample_z(self.cfg.batch_size))))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        return loss.detach()
+
+    def train_one_update(self) -> None:
+        for _ in range(self.cfg.setting.n_dis):
+            d_loss, penalty = self.d_step()
+        g_loss = self.g_step()
+        # the last D step's values stand for the update, as in chainer-gan-lib's reports
+        self.pending.append(torch.stack([d_loss, g_loss, penalty]))
+
+    # ------------------------------------------------------------ run directory
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.checkpoint_path(), {
+            "fingerprint": checkpoint.fingerprint(self.cfg),
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "regularizer": self.regularizer.state_dict(),
+            "batches": self.batches.state_dict(),
+            "noise": self.noise.get_state(),
+            "pending": torch.stack(self.pending).cpu() if self.pending else torch.zeros(0, 3),
+            "last_row": self.last_row,
+        })
+
+    def resume(self) -> None:
+        path = self.checkpoint_path()
+        if not path.exists():
+            return
+        state = checkpoint.load(path, self.cfg)
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.regularizer.load_state_dict(state["regularizer"])
+        self.batches.load_state_dict(state["batches"])
+        self.noise.set_state(state["noise"])
+        self.pending = [row.to(self.device) for row in state["pending"]]
+        self.iteration = int(state["iteration"])
+        self.train_seconds = float(state["train_seconds"])
+        self.last_row = state["last_row"]
+        truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
+
+    def log(self) -> int | None:
+        """Write one metrics row; return the first diverged iteration, if any."""
+        values = torch.stack(self.pending).cpu()  # the loop's one host sync per interval
+        first = self.iteration - len(values) + 1
+        bad_rows = (~torch.isfinite(values)).any(dim=1).nonzero()
+        diverged_at = first + int(bad_rows[0]) if len(bad_rows) else None
+        weights_finite = torch.stack([torch.isfinite(p).all() for p in self.D.parameters()]).all()
+        if diverged_at is None and not weights_finite:
+            diverged_at = self.iteration
+        means = values.mean(dim=0).tolist()
+        self.last_row = {
+            "schema": SCHEMA, "iteration": self.iteration, "seconds": self.train_seconds,
+            **{name: _finite_or_none(v) for name, v in zip(LOSS_COLUMNS, means)},
+            "sigma_max": {k: _finite_or_none(v) for k, v in spectral_norms(self.D).items()},
+        }
+        append_jsonl(self.run_dir / "metrics.jsonl", self.last_row)
+        self.pending = []
+        return diverged_at
+
+    def write_samples(self, name: str) -> None:
+        self.G.eval()  # BN running statistics, as at evaluation
+        with torch.no_grad():
+            fake = self.G(self.fixed_z)
+        self.G.train()
+        # 2-D points are drawn over real ones (read directly: the batch stream's state stays untouched)
+        reference = self.batches.data[:2000].cpu() if fake.dim() == 2 else None
+        save_samples(self.run_dir / "samples" / f"{name}.png", fake.cpu(), reference)
+
+    def write_result(self, status: str, **extra) -> dict:
+        sv = singular_values(self.D)
+        write_json(self.run_dir / "spectra.json", {
+            "schema": SCHEMA, "iteration": self.iteration,
+            "singular_values": {k: v.tolist() for k, v in sv.items()},
+        })
+        last = self.last_row or {}
+        result = {
+            "schema": SCHEMA,
+            "status": status,
+            "iteration": self.iteration,
+            "iterations_planned": self.total,
+            **extra,
+            "seed": self.cfg.seed,
+            "final": {name: last.get(name) for name in LOSS_COLUMNS},
+            "metrics": {},
+            "train_seconds": self.train_seconds,
+            "seconds_per_generator_update": self.train_seconds / self.iteration if self.iteration else None,
+            "spectral_norms": {k: float(v[0]) if len(v) else None for k, v in sv.items()},
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "environment": environment(self.device),
+        }
+        write_json(self.run_dir / "result.json", result)
+        return result
+
+    # ------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume()
+        b = self.cfg.budget
+        name = f"{self.cfg.regularizer.name}/{self.cfg.setting.name}"
+        bar = tqdm(total=self.total, initial=self.iteration, desc=name, unit="G-update",
+                   disable=not self.cfg.progress, dynamic_ncols=True)
+        try:
+            while self.iteration < self.total:
+                start = time.perf_counter()
+                self.train_one_update()
+                self.iteration += 1
+                if self.iteration % b.log_every == 0 or self.iteration == self.total:
+                    diverged_at = self.log()  # its host sync ends the interval's GPU work before timing
+                    self.train_seconds += time.perf_counter() - start
+                    if diverged_at is not None:
+                        return self.write_result("diverged", diverged_at=diverged_at)
+                    bar.set_postfix(d=f"{self.last_row['d_loss']:.3f}", g=f"{self.last_row['g_loss']:.3f}")
+                else:
+                    self.train_seconds += time.perf_counter() - start
+                bar.update(1)
+                if self.iteration % b.sample_every == 0:
+                    self.write_samples(f"iter_{self.iteration:07d}")
+                if self.iteration % b.checkpoint_every == 0 or self.iteration == self.total:
+                    self.save_checkpoint()
+            self.write_samples("final")
+            return self.write_result("completed")
+        except Exception as err:
+            self.write_result("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+            raise
+        finally:
+            bar.close()
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -1,0 +1,23 @@
+"""Batch normalization in D without gain (SN paper baseline)."""
+from __future__ import annotations
+
+from torch import nn
+
+from regularizers.base import Regularizer
+from regularizers.normalization_layers import NormSlot, replace_norm_slots, without_gain
+
+
+def _batch_norm(slot: NormSlot, eps: float, momentum: float) -> nn.Module:
+    cls = nn.BatchNorm2d if slot.spatial else nn.BatchNorm1d
+    return without_gain(cls(slot.features, eps=eps, momentum=momentum))
+
+
+class BatchNorm(Regularizer):
+    name = "bn"
+
+    def __init__(self, eps: float = 2e-5, momentum: float = 0.1):
+        self.eps = eps
+        self.momentum = momentum
+
+    def attach(self, D: nn.Module) -> nn.Module:
+        return replace_norm_slots(D, lambda slot: _batch_norm(slot, self.eps, self.momentum))

@@ -1,0 +1,41 @@
+"""Singular value clipping (Saito et al. 2017, TGAN): every k D updates, each weight
+matrix (conv reshaped to out x in*kh*kw) becomes U min(S, 1) V^T."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from regularizers.base import Regularizer, as_matrix, weight_layers
+
+
+@torch.no_grad()
+def clip_singular_values(weight: torch.Tensor, max_value: float) -> None:
+    W = as_matrix(weight)
+    if not torch.isfinite(W).all():  # diverged: leave it to the trainer's divergence check
+        return
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    if S.max() > max_value:  # skip the rebuild when nothing needs clipping
+        weight.copy_(((U * S.clamp(max=max_value)) @ Vh).view_as(weight))
+
+
+class SingularValueClipping(Regularizer):
+    name = "svc"
+
+    def __init__(self, every: int = 5, max_singular_value: float = 1.0):
+        if every < 1:
+            raise ValueError(f"regularizer.every must be >= 1, got {every}")
+        self.every = every
+        self.max_singular_value = max_singular_value
+        self.d_steps = 0  # D updates seen; checkpointed so resumes clip on the same steps
+
+    def after_step(self, D: nn.Module) -> None:
+        self.d_steps += 1
+        if self.d_steps % self.every == 0:
+            for _, layer in weight_layers(D):
+                clip_singular_values(layer.weight, self.max_singular_value)
+
+    def state_dict(self) -> dict:
+        return {"d_steps": self.d_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.d_steps = int(state["d_steps"])

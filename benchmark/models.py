@@ -10,6 +10,7 @@ shared/PAPER.md: no hidden BatchNorm when SN is off).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -56,15 +57,16 @@ def cnn_discriminator(channels: int, size: int, width: float, slope: float) -> n
         (c128, c256, 3, 1, 1), (c256, c256, 4, 2, 1),
         (c256, c512, 3, 1, 1),
     ]
-    layers: list[nn.Module] = []
-    for i, (cin, cout, k, s, p) in enumerate(plan):
-        layers.append(nn.Conv2d(cin, cout, k, s, p))
-        if i > 0:  # chainer-gan-lib puts no norm after D's first conv
-            layers.append(NormSlot(cout, spatial=True))
-        layers.append(nn.LeakyReLU(slope))
+    layers: dict[str, nn.Module] = {}
+    for i, (cin, cout, k, s, p) in enumerate(plan, start=1):
+        layers[f"conv{i}"] = nn.Conv2d(cin, cout, k, s, p)
+        if i > 1:  # chainer-gan-lib puts no norm after D's first conv
+            layers[f"norm{i}"] = NormSlot(cout, spatial=True)
+        layers[f"act{i}"] = nn.LeakyReLU(slope)
     mg = size // 8
-    layers += [nn.Flatten(), nn.Linear(mg * mg * c512, 1)]
-    return nn.Sequential(*layers)
+    layers["flatten"] = nn.Flatten()
+    layers["dense"] = nn.Linear(mg * mg * c512, 1)
+    return nn.Sequential(OrderedDict(layers))
 
 
 # ---------------------------------------------------------------- ResNets
@@ -160,15 +162,16 @@ def mlp_generator(z_dim: int, dim: int, hidden: int, depth: int) -> nn.Module:
 
 
 def mlp_discriminator(dim: int, hidden: int, depth: int, slope: float) -> nn.Module:
-    layers: list[nn.Module] = []
+    layers: dict[str, nn.Module] = {}
     cin = dim
-    for i in range(depth):
-        layers.append(nn.Linear(cin, hidden))
-        if i > 0:
-            layers.append(NormSlot(hidden, spatial=False))
-        layers.append(nn.LeakyReLU(slope))
+    for i in range(1, depth + 1):
+        layers[f"linear{i}"] = nn.Linear(cin, hidden)
+        if i > 1:
+            layers[f"norm{i}"] = NormSlot(hidden, spatial=False)
+        layers[f"act{i}"] = nn.LeakyReLU(slope)
         cin = hidden
-    return nn.Sequential(*layers, nn.Linear(cin, 1))
+    layers["dense"] = nn.Linear(cin, 1)
+    return nn.Sequential(OrderedDict(layers))
 
 
 # ---------------------------------------------------------------- building

@@ -137,9 +137,11 @@ class Trainer:
         self.last_row = state["last_row"]
         truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
 
-    def log(self) -> int | None:
-        """Write one metrics row; return the first diverged iteration, if any."""
+    def log(self, start: float) -> int | None:
+        """Close the timing of the update begun at `start`, write one metrics row, and
+        return the first diverged iteration, if any."""
         values = torch.stack(self.pending).cpu()  # the loop's one host sync per interval
+        self.train_seconds += time.perf_counter() - start  # after the sync: the GPU's work is done
         first = self.iteration - len(values) + 1
         bad_rows = (~torch.isfinite(values)).any(dim=1).nonzero()
         diverged_at = first + int(bad_rows[0]) if len(bad_rows) else None
@@ -204,8 +206,7 @@ class Trainer:
                 self.train_one_update()
                 self.iteration += 1
                 if self.iteration % b.log_every == 0 or self.iteration == self.total:
-                    diverged_at = self.log()  # its host sync ends the interval's GPU work before timing
-                    self.train_seconds += time.perf_counter() - start
+                    diverged_at = self.log(start)
                     if diverged_at is not None:
                         return self.write_result("diverged", diverged_at=diverged_at)
                     bar.set_postfix(d=f"{self.last_row['d_loss']:.3f}", g=f"{self.last_row['g_loss']:.3f}")

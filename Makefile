@@ -1,0 +1,37 @@
+# regbench: every target sets up .venv (pip, from pyproject.toml) on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: help venv test test-fast lint run clean
+
+help:
+	@echo "make test                 the test suite (slow end-to-end tests included)"
+	@echo "make test-fast            the tests without the slow ones"
+	@echo "make run ARGS='regularizer=sn setting=B'   one run (python benchmark/run.py ARGS)"
+	@echo "make lint                 ruff"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check benchmark regularizers analysis tests
+
+run: $(STAMP)
+	$(PY) benchmark/run.py $(ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""regbench's analysis side: reads run directories (result.json, metrics.jsonl), never the trainer."""

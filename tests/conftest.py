@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import benchmark.config  # noqa: F401  (registers the config's resolvers)
+from tests.datasets_on_disk import write_fashion_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+RUN = ROOT / "benchmark" / "run.py"
+
+# A tiny image configuration: the standard CNN at 1/16 width on 32px Fashion-MNIST-format data.
+TINY_IMAGES = ["dataset=fashion_mnist", "model.width=0.0625", "batch_size=16", "progress=false"]
+
+
+def compose_config(overrides=()):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_fashion_mnist(root, n_train=128, n_test=32)
+    return root
+
+
+@pytest.fixture
+def tiny_config(image_root):
+    def make(*overrides: str):
+        return compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", *overrides])
+    return make
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python benchmark/run.py ARGS` as a user runs it."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(RUN), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)

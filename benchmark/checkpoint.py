@@ -42,7 +42,7 @@ def save(path: Path, state: dict) -> None:
 
 
 def load(path: Path, cfg) -> dict:
-    advice = f"it was left in place: move it away (or choose another run directory) to start this run afresh"
+    advice = "it was left in place: move it away (or choose another run directory) to start this run afresh"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

@@ -13,8 +13,8 @@ import math
 from collections import OrderedDict
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from regularizers.normalization_layers import NormSlot
 
@@ -127,7 +127,7 @@ class ResNetGenerator(nn.Module):
         g = [_channels(c, width) for c in layout["g"]]
         b = layout["bottom"]
         self.head = nn.Sequential(nn.Linear(z_dim, b * b * g[0]), Reshape(g[0], b, b))
-        self.blocks = nn.Sequential(*(GeneratorBlock(cin, cout) for cin, cout in zip(g[:-1], g[1:])))
+        self.blocks = nn.Sequential(*(GeneratorBlock(cin, cout) for cin, cout in zip(g[:-1], g[1:], strict=True)))
         self.tail = nn.Sequential(nn.BatchNorm2d(g[-1]), nn.ReLU(), nn.Conv2d(g[-1], channels, 3, 1, 1), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

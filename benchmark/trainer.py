@@ -27,8 +27,15 @@ from benchmark import checkpoint, losses
 from benchmark.config import validate
 from benchmark.data import BatchStream, load_dataset
 from benchmark.models import build_models
-from benchmark.results import (SCHEMA, append_jsonl, environment, singular_values, spectral_norms,
-                               truncate_jsonl, write_json)
+from benchmark.results import (
+    SCHEMA,
+    append_jsonl,
+    environment,
+    singular_values,
+    spectral_norms,
+    truncate_jsonl,
+    write_json,
+)
 from benchmark.samples import save_samples
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "penalty")
@@ -151,7 +158,7 @@ class Trainer:
         means = values.mean(dim=0).tolist()
         self.last_row = {
             "schema": SCHEMA, "iteration": self.iteration, "seconds": self.train_seconds,
-            **{name: _finite_or_none(v) for name, v in zip(LOSS_COLUMNS, means)},
+            **{name: _finite_or_none(v) for name, v in zip(LOSS_COLUMNS, means, strict=True)},
             "sigma_max": {k: _finite_or_none(v) for k, v in spectral_norms(self.D).items()},
         }
         append_jsonl(self.run_dir / "metrics.jsonl", self.last_row)

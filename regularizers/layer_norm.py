@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from regularizers.base import Regularizer
-from regularizers.normalization_layers import NormSlot, replace_norm_slots, without_gain
+from regularizers.normalization_layers import replace_norm_slots, without_gain
 
 
 class LayerNorm(Regularizer):

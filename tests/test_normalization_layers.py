@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.models import cnn_discriminator, mlp_discriminator
 import regularizers
+from benchmark.models import cnn_discriminator, mlp_discriminator
 
 
 @pytest.mark.parametrize("name,layer_type", [("bn", nn.modules.batchnorm._BatchNorm), ("ln", nn.GroupNorm)])

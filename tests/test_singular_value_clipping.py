@@ -17,7 +17,7 @@ def big_d() -> nn.Module:
 def test_svc_singular_values_are_at_most_one_right_after_clipping():
     D = big_d()
     svc = regularizers.build("svc", every=3)
-    before = {n: torch.linalg.svdvals(as_matrix(l.weight.detach())) for n, l in weight_layers(D)}
+    before = {n: torch.linalg.svdvals(as_matrix(layer.weight.detach())) for n, layer in weight_layers(D)}
     for step in range(1, 4):
         svc.after_step(D)
         for name, layer in weight_layers(D):

@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: help venv test test-fast lint run clean
+.PHONY: help venv test test-fast lint run bench clean
 
 help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
 	@echo "make test-fast            the tests without the slow ones"
 	@echo "make run ARGS='regularizer=sn setting=B'   one run (python benchmark/run.py ARGS)"
+	@echo "make bench [ARGS=...]     seconds per generator update of every regularizer, ratios to none"
 	@echo "make lint                 ruff"
 
 $(STAMP): pyproject.toml
@@ -35,3 +36,6 @@ run: $(STAMP)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+
+bench: $(STAMP)
+	$(PY) -m benchmark.bench $(ARGS)

@@ -42,7 +42,8 @@ LOSS_COLUMNS = ("d_loss", "g_loss", "penalty")
 
 
 class Trainer:
-    def __init__(self, cfg, run_dir: str | Path):
+    def __init__(self, cfg, run_dir: str | Path, data: torch.Tensor | None = None):
+        """`data` replaces the configured dataset (the timing bench trains on random images)."""
         self.device = validate(cfg)  # bad input fails here, before anything is loaded or written
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -50,7 +51,9 @@ class Trainer:
         s = cfg.setting
         torch.manual_seed(cfg.seed)  # model init, SN's u, orthonormal init
 
-        self.batches = BatchStream(load_dataset(cfg.dataset, cfg.data_root), cfg.batch_size, cfg.seed, self.device)
+        if data is None:
+            data = load_dataset(cfg.dataset, cfg.data_root)
+        self.batches = BatchStream(data, cfg.batch_size, cfg.seed, self.device)
         G, D = build_models(cfg.model, self.batches.shape, cfg.z_dim)
         options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
         self.regularizer = regularizers.build(cfg.regularizer.name, **options)

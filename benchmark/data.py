@@ -118,7 +118,7 @@ def sample_mixture(name: str, n: int, std: float, seed: int) -> torch.Tensor:
 
 def load_dataset(cfg, data_root: str | os.PathLike) -> torch.Tensor:
     """The training set of `cfg` (the dataset config group) as one tensor."""
-    root = Path(data_root).expanduser()
+    root = Path(data_root).expanduser().resolve()
     name = cfg.name
     if name == "cifar10":
         return load_cifar10(root, cfg.download)

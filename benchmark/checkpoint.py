@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from benchmark.results import SCHEMA, write_atomic
 
 # Keys that may change between a run and its resumption: they change how long
-# and where it runs, not what it computes.
-RESUMABLE_CHANGES = ("budget", "device", "progress", "data_root", "dataset.download")
+# and where it runs, or what is measured, not what it trains.
+RESUMABLE_CHANGES = ("budget", "device", "progress", "data_root", "dataset.download", "eval")
 
 
 class CheckpointError(RuntimeError):

@@ -59,6 +59,9 @@ def validate(cfg) -> torch.device:
     if not p and b.checkpoint_every % b.log_every:
         p.append(f"budget.checkpoint_every={b.checkpoint_every!r}: must be a multiple of "
                  f"budget.log_every={b.log_every} (a checkpoint closes a logging interval)")
+    e = cfg.eval
+    for key in ("every", "batch_size", "kid_subsets", "kid_subset_size"):
+        _check(p, _is_int(e[key]) and e[key] >= 1, f"eval.{key}", e[key], "must be an integer >= 1")
     _check(p, cfg.regularizer.name in regularizers.REGISTRY, "regularizer.name", cfg.regularizer.name,
            f"valid: {', '.join(sorted(regularizers.REGISTRY))}")
     _check(p, cfg.loss.name in VALID_LOSSES, "loss.name", cfg.loss.name, f"valid: {', '.join(VALID_LOSSES)}")

@@ -39,12 +39,12 @@ def _torchvision_dataset(cls, root: Path, download: bool, where: str, how: str, 
         ) from err
 
 
-def load_cifar10(root: Path, download: bool) -> torch.Tensor:
+def load_cifar10(root: Path, download: bool, train: bool = True) -> torch.Tensor:
     from torchvision.datasets import CIFAR10
     ds = _torchvision_dataset(
         CIFAR10, root, download, f"{root}/cifar-10-batches-py",
         "extract cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) into data_root",
-        train=True)
+        train=train)
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (50000, 3, 32, 32)
 
 
@@ -116,18 +116,19 @@ def sample_mixture(name: str, n: int, std: float, seed: int) -> torch.Tensor:
     return modes[which] + std * torch.randn(n, 2, generator=g)
 
 
-def load_dataset(cfg, data_root: str | os.PathLike) -> torch.Tensor:
-    """The training set of `cfg` (the dataset config group) as one tensor."""
+def load_dataset(cfg, data_root: str | os.PathLike, train: bool = True) -> torch.Tensor:
+    """The training set of `cfg` (the dataset config group) as one tensor; with train=False the
+    held-out set (the test split; fresh points for mixtures), the reference for "real data" scores."""
     root = Path(data_root).expanduser().resolve()
     name = cfg.name
     if name == "cifar10":
-        return load_cifar10(root, cfg.download)
+        return load_cifar10(root, cfg.download, train)
     if name == "stl10":
-        return load_stl10(root, cfg.download, cfg.split, cfg.size)
+        return load_stl10(root, cfg.download, cfg.split if train else "test", cfg.size)
     if name == "fashion_mnist":
-        return load_fashion_mnist(root, cfg.download, cfg.size)
+        return load_fashion_mnist(root, cfg.download, cfg.size, train)
     if name in ("ring8", "grid25"):
-        return sample_mixture(name, cfg.num_samples, cfg.std, cfg.seed)
+        return sample_mixture(name, cfg.num_samples, cfg.std, cfg.seed if train else cfg.seed + 1)
     raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(VALID_DATASETS)}")
 
 

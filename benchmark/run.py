@@ -20,8 +20,9 @@ from omegaconf import DictConfig  # noqa: E402
 from benchmark.checkpoint import CheckpointError  # noqa: E402
 from benchmark.config import ConfigError  # noqa: E402
 from benchmark.data import DatasetNotFoundError  # noqa: E402
+from benchmark.evaluation import EvaluationSetupError  # noqa: E402
 
-BAD_INPUT = (ConfigError, DatasetNotFoundError, CheckpointError)
+BAD_INPUT = (ConfigError, DatasetNotFoundError, CheckpointError, EvaluationSetupError)
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:

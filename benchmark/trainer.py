@@ -26,6 +26,7 @@ import regularizers
 from benchmark import checkpoint, losses
 from benchmark.config import validate
 from benchmark.data import BatchStream, load_dataset
+from benchmark.evaluation import Evaluator
 from benchmark.models import build_models
 from benchmark.results import (
     SCHEMA,
@@ -54,6 +55,9 @@ class Trainer:
         if data is None:
             data = load_dataset(cfg.dataset, cfg.data_root)
         self.batches = BatchStream(data, cfg.batch_size, cfg.seed, self.device)
+        # built before training so that a bad metric name or missing weights stop the run now
+        self.evaluator = (Evaluator(cfg.eval, cfg.dataset, self.batches.data, self.device, cfg.data_root, cfg.progress)
+                          if cfg.eval.metrics else None)
         G, D = build_models(cfg.model, self.batches.shape, cfg.z_dim)
         options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
         self.regularizer = regularizers.build(cfg.regularizer.name, **options)
@@ -75,6 +79,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.pending: list[torch.Tensor] = []  # per-update (d_loss, g_loss, penalty), still on the device
         self.last_row: dict | None = None
+        self.last_eval: dict | None = None  # {"iteration", "metrics"} of the latest successful evaluation
 
     # ------------------------------------------------------------ steps
     def sample_z(self, n: int) -> torch.Tensor:
@@ -127,6 +132,7 @@ class Trainer:
             "noise": self.noise.get_state(),
             "pending": torch.stack(self.pending).cpu() if self.pending else torch.zeros(0, 3),
             "last_row": self.last_row,
+            "last_eval": self.last_eval,
         })
 
     def resume(self) -> None:
@@ -145,6 +151,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.train_seconds = float(state["train_seconds"])
         self.last_row = state["last_row"]
+        self.last_eval = state["last_eval"]
         truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
 
     def log(self, start: float) -> int | None:
@@ -167,6 +174,19 @@ class Trainer:
         append_jsonl(self.run_dir / "metrics.jsonl", self.last_row)
         self.pending = []
         return diverged_at
+
+    def evaluate(self) -> None:
+        """One evaluation row in metrics.jsonl. A failing evaluation is recorded there with
+        its error and training goes on (the checkpoint is not at stake)."""
+        start = time.perf_counter()
+        row = {"schema": SCHEMA, "iteration": self.iteration, "seconds": self.train_seconds}
+        try:
+            row["metrics"] = self.evaluator.evaluate(self.G, self.cfg.z_dim)
+            self.last_eval = {"iteration": self.iteration, "metrics": row["metrics"]}
+        except Exception as err:
+            row["eval_error"] = f"{type(err).__name__}: {err}"
+        row["eval_seconds"] = time.perf_counter() - start
+        append_jsonl(self.run_dir / "metrics.jsonl", row)
 
     def write_samples(self, name: str) -> None:
         self.G.eval()  # BN running statistics, as at evaluation
@@ -192,7 +212,8 @@ class Trainer:
             **extra,
             "seed": self.cfg.seed,
             "final": {name: last.get(name) for name in LOSS_COLUMNS},
-            "metrics": {},
+            "metrics": self.last_eval["metrics"] if self.last_eval else {},
+            "metrics_iteration": self.last_eval["iteration"] if self.last_eval else None,
             "train_seconds": self.train_seconds,
             "seconds_per_generator_update": self.train_seconds / self.iteration if self.iteration else None,
             "spectral_norms": {k: float(v[0]) if len(v) else None for k, v in sv.items()},
@@ -223,6 +244,8 @@ class Trainer:
                 else:
                     self.train_seconds += time.perf_counter() - start
                 bar.update(1)
+                if self.evaluator and (self.iteration % self.cfg.eval.every == 0 or self.iteration == self.total):
+                    self.evaluate()
                 if self.iteration % b.sample_every == 0:
                     self.write_samples(f"iter_{self.iteration:07d}")
                 if self.iteration % b.checkpoint_every == 0 or self.iteration == self.total:

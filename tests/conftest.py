@@ -4,11 +4,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 import benchmark.config  # noqa: F401  (registers the config's resolvers)
+from benchmark import data
+from benchmark.evaluation import Evaluator
 from tests.datasets_on_disk import write_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +40,21 @@ def tiny_config(image_root):
     def make(*overrides: str):
         return compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", *overrides])
     return make
+
+
+@pytest.fixture(scope="session")
+def real_fashion_mnist(tmp_path_factory) -> SimpleNamespace:
+    """The real Fashion-MNIST (Debian's package) with the project's classifier, trained the way a
+    user's first fashion_mnist run trains it: automatically, on first use (about two minutes)."""
+    if not all((data.DEBIAN_FASHION_MNIST / f"{n}.gz").exists() for n in data.FASHION_MNIST_FILES):
+        pytest.skip("dataset-fashion-mnist is not installed (CI installs it)")
+    root = tmp_path_factory.mktemp("fashion_mnist")
+    cfg = compose_config(["dataset=fashion_mnist", f"data_root={root / 'data'}", f"eval.cache_root={root / 'cache'}",
+                          "progress=false"])
+    train = data.load_dataset(cfg.dataset, cfg.data_root)
+    evaluator = Evaluator(cfg.eval, cfg.dataset, train, torch.device("cpu"), cfg.data_root)
+    return SimpleNamespace(cfg=cfg, train=train, evaluator=evaluator, data_root=root / "data",
+                           cache_root=root / "cache", classifier=root / "cache" / "fmnist_classifier.pt")
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -1,0 +1,360 @@
+"""Evaluation under named protocols: Inception IS / FID / KID (torch-fidelity's
+extractor and metric code), the same three in the feature space of the
+project's Fashion-MNIST classifier, and mode statistics for 2-D mixtures.
+
+A metric's name is its protocol (shared/PAPER.md: numbers from different
+protocols never share a column):
+
+    is<N>_<S>splits          Inception score of N generated samples in S splits (mean; `_std` beside it)
+    fid<N>_<M> / fid<N>_train    FID of N generated vs M real training images (a fixed subset) / all of them
+    kid<N>_<M> / kid<N>_train    KID likewise (mean; `_std` beside it)
+    fmnist_is..., fmnist_fid..., fmnist_kid...   the same in the Fashion-MNIST classifier's features
+    mixture<N>               2-D mixtures: `_modes` covered, `_high_quality` share, `_kl` to uniform over modes
+
+N and M are integers, optionally with a k (5k = 5000). Evaluation latents come
+from `eval.seed`, so every method and every evaluation sees the same z.
+Real-data features and statistics are computed once and cached in
+`eval.cache_root`, keyed by dataset, subset and extractor.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from benchmark.data import mixture_modes
+from benchmark.results import write_atomic
+
+INCEPTION = "inception-v3-compat"
+NAME_FORMS = ("is<N>_<S>splits", "fid<N>_<M>", "fid<N>_train", "kid<N>_<M>", "kid<N>_train",
+              "fmnist_is<N>_<S>splits", "fmnist_fid<N>_<M|train>", "fmnist_kid<N>_<M|train>", "mixture<N>")
+_COUNT = r"(?P<n>\d+k?)"
+_PATTERNS = (
+    re.compile(rf"^(?P<space>fmnist_)?(?P<kind>is){_COUNT}_(?P<splits>\d+)splits$"),
+    re.compile(rf"^(?P<space>fmnist_)?(?P<kind>fid|kid){_COUNT}_(?P<real>\d+k?|train)$"),
+    re.compile(rf"^(?P<kind>mixture){_COUNT}$"),
+)
+
+
+class EvaluationSetupError(ValueError):
+    """Bad evaluation input (a name, a count, a missing weights file), found before any computation."""
+
+
+def _count(text: str) -> int:
+    return int(text[:-1]) * 1000 if text.endswith("k") else int(text)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    kind: str           # is | fid | kid | mixture
+    space: str          # inception | fmnist | mixture
+    num_fake: int
+    real: int | None = None  # real training images (None: all of them; unused by is / mixture)
+    splits: int = 1
+
+    @classmethod
+    def parse(cls, name: str) -> Protocol:
+        for pattern in _PATTERNS:
+            m = pattern.match(name)
+            if m:
+                g = m.groupdict()
+                kind = g["kind"]
+                space = "mixture" if kind == "mixture" else ("fmnist" if g.get("space") else "inception")
+                real = g.get("real")
+                return cls(name=name, kind=kind, space=space, num_fake=_count(g["n"]),
+                           real=None if real in (None, "train") else _count(real),
+                           splits=int(g.get("splits") or 1))
+        raise EvaluationSetupError(f"unknown metric {name!r}; valid forms: {', '.join(NAME_FORMS)} "
+                                   f"(e.g. is50k_10splits, fid5k_10k, fid50k_train, fmnist_fid10k_train, mixture10k)")
+
+
+# ------------------------------------------------------------------ 2-D mixtures
+def mixture_metrics(points: torch.Tensor, modes: torch.Tensor, std: float, covered_fraction: float) -> dict:
+    """Mode statistics of the unrolled-GAN / VEEGAN evaluations.
+
+    A sample is high quality when within 3 std of its nearest mode; a mode is
+    covered when it holds at least `covered_fraction` of the high-quality
+    samples a uniform spread would give it; `kl` is KL(mode histogram of the
+    high-quality samples || uniform) in nats (0 = all modes equally).
+    """
+    distance, nearest = torch.cdist(points.double(), modes.double()).min(dim=1)
+    good = distance <= 3 * std
+    k = len(modes)
+    counts = torch.bincount(nearest[good], minlength=k).double()
+    n_good = int(good.sum())
+    covered = int((counts >= covered_fraction * n_good / k).sum()) if n_good else 0
+    p = counts / max(n_good, 1)
+    kl = float((p[p > 0] * (p[p > 0] * k).log()).sum()) if n_good else None
+    return {"modes": covered, "high_quality": n_good / len(points), "kl": kl}
+
+
+# ------------------------------------------------------------------ the metrics (torch-fidelity's code)
+def inception_score(logits: torch.Tensor, splits: int) -> tuple[float, float]:
+    """Mean and std over `splits` consecutive chunks (the official code's 10 x 5,000), no shuffling:
+    the evaluation latents are random already."""
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    score = isc_features_to_metric(logits, splits=splits, shuffle=False)
+    return score["inception_score_mean"], score["inception_score_std"]
+
+
+def fid_statistics(features: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean and covariance, as torch-fidelity computes them (mu float32, sigma float64)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+    stats = fid_features_to_statistics(features.float())
+    return {"mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])}
+
+
+def frechet_distance(features: torch.Tensor, reference: dict[str, torch.Tensor]) -> float:
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+    mine = {k: v.numpy() for k, v in fid_statistics(features).items()}
+    theirs = {"mu": reference["mu"].numpy().astype(mine["mu"].dtype), "sigma": reference["sigma"].numpy()}
+    return fid_statistics_to_metric(mine, theirs, verbose=False)["frechet_inception_distance"]
+
+
+def kernel_distance(features: torch.Tensor, real_features: torch.Tensor, subsets: int, subset_size: int,
+                    seed: int) -> tuple[float, float]:
+    """KID with torch-fidelity's default kernel (cubic polynomial, Binkowski et al. 2018)."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    score = kid_features_to_metric(features, real_features, kid_subsets=subsets, kid_subset_size=subset_size,
+                                   rng_seed=seed, verbose=False)
+    return score["kernel_inception_distance_mean"], score["kernel_inception_distance_std"]
+
+
+# ------------------------------------------------------------------ feature spaces
+@dataclass
+class FeatureSpace:
+    name: str               # extractor + weights digest: part of every cache key, so new weights never reuse old statistics
+    extractor: nn.Module
+    is_feature: str         # classifier logits for IS
+    fid_feature: str        # embedding for FID / KID
+
+    @torch.no_grad()
+    def features(self, batches: Iterable[torch.Tensor], total: int, desc: str, progress: bool) -> dict[str, torch.Tensor]:
+        out: dict[str, list[torch.Tensor]] = {self.is_feature: [], self.fid_feature: []}
+        device = next(self.extractor.parameters()).device
+        with tqdm(total=total, desc=desc, unit="image", leave=False, disable=not progress) as bar:
+            for batch in batches:
+                values = self.extractor(batch.to(device))
+                for name, value in self.extractor.convert_features_tuple_to_dict(values).items():
+                    out[name].append(value.float().cpu())
+                bar.update(len(batch))
+        return {k: torch.cat(v) for k, v in out.items()}
+
+
+def inception_weights(configured: str | None) -> str:
+    """The local file of torch-fidelity's Inception weights, fetched into torch hub's cache if need be."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+    if configured:
+        if not Path(configured).is_file():
+            raise EvaluationSetupError(f"eval.inception_weights={configured}: no such file")
+        return str(configured)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
+    if not cached.is_file():
+        try:
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
+        except Exception as err:
+            raise EvaluationSetupError(
+                f"the Inception weights are missing: {cached} ({type(err).__name__}: {err}). "
+                f"Run `make prefetch` on a machine with internet (it downloads {URL_INCEPTION_V3}), "
+                f"or set eval.inception_weights=PATH") from err
+    return str(cached)
+
+
+def build_space(space: str, eval_cfg, device: torch.device, data_root: str, progress: bool) -> FeatureSpace:
+    from torch_fidelity.utils import create_feature_extractor
+    if space == "inception":
+        weights = inception_weights(eval_cfg.inception_weights)
+        name, features = INCEPTION, ("logits_unbiased", "2048")
+    elif space == "fmnist":
+        from benchmark.fmnist_classifier import register_extractor
+        weights = str(fmnist_classifier_path(eval_cfg))
+        if not Path(weights).is_file():
+            if eval_cfg.classifier:  # a path the user named must exist
+                raise EvaluationSetupError(f"eval.classifier={eval_cfg.classifier}: no such file; "
+                                           f"`make evaluator` trains one into {Path(eval_cfg.cache_root) / 'fmnist_classifier.pt'}")
+            ensure_classifier(Path(weights), data_root, progress)
+        name, features = register_extractor(weights), ("logits", "features")
+    else:
+        raise EvaluationSetupError(f"unknown feature space {space!r}")
+    extractor = create_feature_extractor(name, list(features), cuda=False, verbose=False,
+                                         feature_extractor_weights_path=weights).to(device)
+    return FeatureSpace(f"{space}-{file_digest(weights)}", extractor, *features)
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:8]
+
+
+def ensure_classifier(path: Path, data_root: str, progress: bool) -> None:
+    """Train the Fashion-MNIST classifier on first use (`make evaluator` does the same ahead of time)."""
+    from benchmark.fmnist_classifier import load_labeled_fashion_mnist, train_classifier
+    print(f"training the Fashion-MNIST classifier into {path} (first use; about two minutes on a CPU)",
+          file=sys.stderr)
+    root = Path(data_root).expanduser().resolve()
+    record = train_classifier(*load_labeled_fashion_mnist(root, train=True),
+                              *load_labeled_fashion_mnist(root, train=False), path, progress=progress)
+    print(f"Fashion-MNIST classifier: test accuracy {record['test_accuracy']:.4f}", file=sys.stderr)
+
+
+def fmnist_classifier_path(eval_cfg) -> Path:
+    return Path(eval_cfg.classifier or Path(eval_cfg.cache_root) / "fmnist_classifier.pt").expanduser().resolve()
+
+
+def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    """uint8 data or model-range ([-1, 1]) samples, 1 or 3 channels -> uint8 RGB, as torch-fidelity's
+    extractors take them (a gray channel repeated)."""
+    if images.dtype != torch.uint8:
+        images = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+# ------------------------------------------------------------------ the evaluator
+class Evaluator:
+    """Computes the configured metrics for a generator (or for held-out real data)."""
+
+    def __init__(self, eval_cfg, dataset_cfg, train_data: torch.Tensor, device: torch.device,
+                 data_root: str = "data", progress: bool = False):
+        self.cfg = eval_cfg
+        self.dataset = dataset_cfg
+        self.train_data = train_data  # uint8 (N, C, H, W) images or float (N, 2) points, on any device
+        self.device = device
+        self.progress = progress
+        self.protocols = [Protocol.parse(str(name)) for name in eval_cfg.metrics]
+        self._check_counts()
+        # feature extractors are loaded now, so that missing weights stop a run before training
+        spaces = sorted({p.space for p in self.protocols} - {"mixture"})
+        self.spaces = {s: build_space(s, eval_cfg, device, data_root, progress) for s in spaces}
+
+    def _check_counts(self) -> None:
+        points = self.train_data.dim() == 2
+        n_train = len(self.train_data)
+        problems = []
+        for p in self.protocols:
+            if (p.space == "mixture") != points:
+                problems.append(f"{p.name}: {'is for 2-D mixtures' if p.space == 'mixture' else 'needs images'}, "
+                                f"and dataset={self.dataset.name} has {'points' if points else 'images'}")
+            if p.space == "fmnist" and self.dataset.name != "fashion_mnist":
+                problems.append(f"{p.name}: the fmnist_ metrics are for dataset=fashion_mnist, not {self.dataset.name}")
+            if p.real is not None and p.real > n_train:
+                problems.append(f"{p.name}: asks for {p.real} real images, {self.dataset.name}'s training set has {n_train}")
+            if p.kind == "is" and p.splits > p.num_fake:
+                problems.append(f"{p.name}: {p.splits} splits of {p.num_fake} samples")
+            if p.kind == "kid":
+                n_real = p.real or n_train
+                if self.cfg.kid_subset_size > min(p.num_fake, n_real):
+                    problems.append(f"{p.name}: eval.kid_subset_size={self.cfg.kid_subset_size} exceeds the "
+                                    f"{min(p.num_fake, n_real)} samples on one side")
+        if problems:
+            raise EvaluationSetupError("invalid evaluation:\n  " + "\n  ".join(problems))
+
+    # -------------------------------------------------------------- samples
+    def _latent_batches(self, n: int, z_dim: int) -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.cfg.seed)  # the same z at every evaluation, for every method
+        for start in range(0, n, self.cfg.batch_size):
+            yield torch.randn(min(self.cfg.batch_size, n - start), z_dim, generator=g)
+
+    def _generated(self, G: nn.Module, n: int, z_dim: int) -> Iterator[torch.Tensor]:
+        for z in self._latent_batches(n, z_dim):
+            yield G(z.to(self.device))
+
+    def _slices(self, data: torch.Tensor, n: int) -> Iterator[torch.Tensor]:
+        for start in range(0, n, self.cfg.batch_size):
+            yield data[start:min(n, start + self.cfg.batch_size)]
+
+    # -------------------------------------------------------------- real side
+    def _real_subset(self, m: int | None) -> torch.Tensor:
+        if m is None:
+            return self.train_data
+        order = torch.randperm(len(self.train_data), generator=torch.Generator().manual_seed(0))
+        return self.train_data[order[:m].to(self.train_data.device)]  # one fixed subset for every run
+
+    def prefetch(self) -> list[str]:
+        """Compute (or find) every real-data reference the configured metrics need; their names."""
+        done = []
+        for p in self.protocols:
+            if p.kind in ("fid", "kid"):
+                self._real_reference(self.spaces[p.space], p)
+                done.append(p.name)
+        return done
+
+    def _real_reference(self, space: FeatureSpace, p: Protocol) -> dict[str, torch.Tensor]:
+        """Real features (KID) or FID statistics of the protocol's real set, cached on disk."""
+        subset = "train" if p.real is None else f"train{p.real}"
+        what = "features" if p.kind == "kid" else "fidstats"
+        path = (Path(self.cfg.cache_root).expanduser() /
+                f"real-{self.dataset.name}{self.dataset.size}-{subset}-{space.name}-{what}.pt")
+        if path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        real = self._real_subset(p.real)
+        features = space.features(map(to_uint8_rgb, self._slices(real, len(real))), len(real),
+                                  f"real {subset} features (cached once)", self.progress)[space.fid_feature]
+        item = {"features": features} if p.kind == "kid" else fid_statistics(features)
+        write_atomic(path, lambda tmp: torch.save(item, tmp))
+        return item
+
+    # -------------------------------------------------------------- metrics
+    @torch.no_grad()
+    def evaluate(self, G: nn.Module | None = None, z_dim: int = 128, samples: torch.Tensor | None = None) -> dict:
+        """Metrics of G's samples (G is put in eval mode and back), or of given `samples`
+        (model range: [-1, 1] images or points) for the real-data reference."""
+        if (G is None) == (samples is None):
+            raise ValueError("evaluate needs exactly one of G or samples")
+        was_training = G.training if G is not None else False
+        if G is not None:
+            G.eval()
+        try:
+            return self._evaluate(G, z_dim, samples)
+        finally:
+            if G is not None:
+                G.train(was_training)
+
+    def _evaluate(self, G, z_dim, samples) -> dict:
+        results: dict[str, float | int | None] = {}
+
+        def source(n: int) -> Iterator[torch.Tensor]:
+            if samples is not None:
+                if len(samples) < n:
+                    raise EvaluationSetupError(f"{n} samples asked for, {len(samples)} given")
+                return self._slices(samples, n)
+            return self._generated(G, n, z_dim)
+
+        for space_name in sorted({p.space for p in self.protocols}):
+            wanted = [p for p in self.protocols if p.space == space_name]
+            n = max(p.num_fake for p in wanted)
+            if space_name == "mixture":
+                points = torch.cat([b.float().cpu() for b in source(n)])
+                modes = mixture_modes(self.dataset.name)
+                for p in wanted:
+                    for key, value in mixture_metrics(points[:p.num_fake], modes, self.dataset.std,
+                                                      self.cfg.mixture_covered_fraction).items():
+                        results[f"{p.name}_{key}"] = value
+                continue
+            space = self.spaces[space_name]
+            fake = space.features(map(to_uint8_rgb, source(n)), n, f"{space_name} features", self.progress)
+            # one pass serves every protocol of the space: each takes the first num_fake samples
+            for p in wanted:
+                if p.kind == "is":
+                    results[p.name], results[f"{p.name}_std"] = inception_score(
+                        fake[space.is_feature][:p.num_fake], p.splits)
+                elif p.kind == "fid":
+                    results[p.name] = frechet_distance(fake[space.fid_feature][:p.num_fake],
+                                                       self._real_reference(space, p))
+                else:
+                    results[p.name], results[f"{p.name}_std"] = kernel_distance(
+                        fake[space.fid_feature][:p.num_fake], self._real_reference(space, p)["features"],
+                        self.cfg.kid_subsets, self.cfg.kid_subset_size, self.cfg.seed)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()}
+

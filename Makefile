@@ -5,13 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: help venv test test-fast lint run bench clean
+.PHONY: help venv test test-fast lint run bench prefetch evaluator clean
 
 help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
 	@echo "make test-fast            the tests without the slow ones"
 	@echo "make run ARGS='regularizer=sn setting=B'   one run (python benchmark/run.py ARGS)"
 	@echo "make bench [ARGS=...]     seconds per generator update of every regularizer, ratios to none"
+	@echo "make prefetch [ARGS=...]  (with internet) datasets, Inception weights, real statistics -> data/, cache/"
+	@echo "make evaluator            train the Fashion-MNIST classifier behind the fmnist_ metrics"
 	@echo "make lint                 ruff"
 
 $(STAMP): pyproject.toml
@@ -39,3 +41,9 @@ clean:
 
 bench: $(STAMP)
 	$(PY) -m benchmark.bench $(ARGS)
+
+prefetch: $(STAMP)
+	$(PY) -m benchmark.prefetch $(ARGS)
+
+evaluator: $(STAMP)
+	$(PY) -m benchmark.fmnist_classifier $(ARGS)

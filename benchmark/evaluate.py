@@ -1,0 +1,118 @@
+"""Evaluate a finished run again, under any protocol, or score real data against itself.
+
+    python -m benchmark.evaluate RUN_DIR [--metrics fid50k_train,is50k_10splits] [--device cuda]
+    python -m benchmark.evaluate --real cifar10 [--metrics is10k_10splits,fid10k_train] [key=value ...]
+
+With RUN_DIR, G is rebuilt from the run's config and checkpoint.pt, and the
+new values are merged into its result.json (atomically). With --real, the
+dataset's held-out split (CIFAR-10 / Fashion-MNIST test set, STL-10 test set,
+fresh points for mixtures) takes G's place: the paper's "real data" row.
+Extra key=value arguments are Hydra overrides of the config (eval.cache_root=..., data_root=...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from benchmark.checkpoint import CheckpointError
+from benchmark.config import ConfigError, resolve_device
+from benchmark.data import DatasetNotFoundError, load_dataset
+from benchmark.evaluation import EvaluationSetupError, Evaluator
+from benchmark.models import build_models
+from benchmark.results import SCHEMA, write_json
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+BAD_INPUT = (ConfigError, DatasetNotFoundError, CheckpointError, EvaluationSetupError, FileNotFoundError)
+
+
+def with_overrides(cfg, metrics: str | None, overrides: list[str]):
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    if metrics:
+        cfg.eval.metrics = [m for m in metrics.split(",") if m]
+    return cfg
+
+
+def run_config(run_dir: Path):
+    """The resolved config a run was trained with (result.json, else .hydra/config.yaml)."""
+    result, hydra_cfg = run_dir / "result.json", run_dir / ".hydra" / "config.yaml"
+    if result.is_file():
+        return OmegaConf.create(json.loads(result.read_text())["config"])
+    if hydra_cfg.is_file():
+        return OmegaConf.load(hydra_cfg)
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither result.json nor .hydra/config.yaml")
+
+
+def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides: list[str]) -> dict:
+    cfg = with_overrides(run_config(run_dir), metrics, overrides)
+    device = resolve_device(device_spec)
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: nothing to evaluate")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        train = load_dataset(cfg.dataset, cfg.data_root)
+        G, _ = build_models(cfg.model, tuple(train.shape[1:]), cfg.z_dim)
+        G.load_state_dict(state["G"])
+    except (RuntimeError, KeyError, EOFError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be used ({type(err).__name__}: {err})") from err
+    evaluator = Evaluator(cfg.eval, cfg.dataset, train.to(device), device, cfg.data_root, progress=True)
+    values = evaluator.evaluate(G.to(device), cfg.z_dim)
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result.get("iteration") != state["iteration"]:
+            print(f"note: the checkpoint is of iteration {state['iteration']}, result.json of "
+                  f"{result.get('iteration')} (a diverged run keeps its last good checkpoint)", file=sys.stderr)
+        result["metrics"] = {**result.get("metrics", {}), **values}
+        result["metrics_iteration"] = state["iteration"]
+        write_json(result_path, result)
+    return {"iteration": state["iteration"], "metrics": values}
+
+
+def evaluate_real(dataset: str, metrics: str | None, device_spec: str, overrides: list[str]) -> dict:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(config_name="config", overrides=[f"dataset={dataset}", *overrides])
+    cfg = with_overrides(cfg, metrics, [])
+    device = resolve_device(device_spec)
+    train = load_dataset(cfg.dataset, cfg.data_root)
+    held_out = load_dataset(cfg.dataset, cfg.data_root, train=False)
+    evaluator = Evaluator(cfg.eval, cfg.dataset, train.to(device), device, cfg.data_root, progress=True)
+    return {"dataset": dataset, "held_out": len(held_out), "metrics": evaluator.evaluate(samples=held_out)}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmark.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", type=Path, help="a run directory with checkpoint.pt")
+    p.add_argument("--real", metavar="DATASET", help="score DATASET's held-out split instead of a run")
+    p.add_argument("--metrics", help="comma-separated metric names (default: the config's eval.metrics)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, help="with --real: where the JSON goes (default outputs/real/<dataset>.json)")
+    args, overrides = p.parse_known_args(argv)
+    if (args.run_dir is None) == (args.real is None):
+        p.error("give a RUN_DIR or --real DATASET (one of them)")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
+    try:
+        if args.real:
+            report = {"schema": SCHEMA, **evaluate_real(args.real, args.metrics, args.device, overrides)}
+            out = args.out or Path("outputs") / "real" / f"{args.real}.json"
+            write_json(out, report)
+        else:
+            report = evaluate_run(args.run_dir, args.metrics, args.device, overrides)
+    except BAD_INPUT as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

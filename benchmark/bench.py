@@ -30,7 +30,7 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 def bench_config(regularizer: str, args: argparse.Namespace):
     overrides = [f"regularizer={regularizer}", f"model={args.model}", f"setting={args.setting}",
                  f"setting.n_dis={args.n_dis}", f"batch_size={args.batch}", f"device={args.device}",
-                 "progress=false", "budget=smoke"]
+                 "progress=false", "budget=smoke", "eval=none"]
     if args.model != "mlp":
         overrides.append(f"model.width={args.width}")
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):

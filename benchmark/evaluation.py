@@ -160,6 +160,7 @@ def inception_weights(configured: str | None) -> str:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
     if not cached.is_file():
         try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=False)
         except Exception as err:
             raise EvaluationSetupError(

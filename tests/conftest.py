@@ -38,7 +38,8 @@ def image_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_config(image_root):
     def make(*overrides: str):
-        return compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", *overrides])
+        # training mechanics only: evaluation has its own tests
+        return compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", "eval=none", *overrides])
     return make
 
 

@@ -55,9 +55,6 @@ class Trainer:
         if data is None:
             data = load_dataset(cfg.dataset, cfg.data_root)
         self.batches = BatchStream(data, cfg.batch_size, cfg.seed, self.device)
-        # built before training so that a bad metric name or missing weights stop the run now
-        self.evaluator = (Evaluator(cfg.eval, cfg.dataset, self.batches.data, self.device, cfg.data_root, cfg.progress)
-                          if cfg.eval.metrics else None)
         G, D = build_models(cfg.model, self.batches.shape, cfg.z_dim)
         options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
         self.regularizer = regularizers.build(cfg.regularizer.name, **options)
@@ -66,6 +63,11 @@ class Trainer:
         self.loss = cfg.loss.name
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=s.lr, betas=(s.beta1, s.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=s.lr, betas=(s.beta1, s.beta2))
+        # Built before training so that a bad metric name or missing weights stop the run now; after
+        # the models, and with the RNG state restored, so that evaluation never changes what is trained.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            self.evaluator = (Evaluator(cfg.eval, cfg.dataset, self.batches.data, self.device, cfg.data_root,
+                                        cfg.progress) if cfg.eval.metrics else None)
 
         # Latents (and the penalty's interpolation weights) come from their own
         # generator so that data order and noise are the same for every method.

@@ -208,3 +208,10 @@ def test_fmnist_smoke_run_reports_classifier_metrics(real_fashion_mnist, tmp_pat
                                       "fmnist_kid500_train", "fmnist_kid500_train_std"}
     rows = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "metrics" in r]
     assert [r["iteration"] for r in rows] == [2] and rows[0]["metrics"] == result["metrics"]
+
+
+def test_evaluation_does_not_change_what_is_trained(tmp_path):
+    runs = [Trainer(compose_config(["dataset=ring8", "budget=smoke", "budget.iterations=4", "progress=false",
+                                    f"eval={preset}"]), tmp_path / preset).fit() for preset in ("none", "mixture")]
+    assert runs[0]["metrics"] == {} and runs[1]["metrics"]
+    assert runs[0]["final"] == runs[1]["final"] and runs[0]["spectral_norms"] == runs[1]["spectral_norms"]

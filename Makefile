@@ -4,13 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+EXPERIMENT ?= local_grid
+LAUNCHER ?= basic
+SWEEP ?=
 
-.PHONY: help venv test test-fast lint run bench prefetch evaluator clean
+.PHONY: help venv test test-fast lint run sweep sweep-status bench prefetch evaluator clean
 
 help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
 	@echo "make test-fast            the tests without the slow ones"
 	@echo "make run ARGS='regularizer=sn setting=B'   one run (python benchmark/run.py ARGS)"
+	@echo "make sweep [EXPERIMENT=local_grid] [LAUNCHER=basic|local|slurm] [ARGS=...]   a grid (conf/experiment/)"
+	@echo "make sweep-status [SWEEP=multirun/...]   where each run of a sweep stands"
 	@echo "make bench [ARGS=...]     seconds per generator update of every regularizer, ratios to none"
 	@echo "make prefetch [ARGS=...]  (with internet) datasets, Inception weights, real statistics -> data/, cache/"
 	@echo "make evaluator            train the Fashion-MNIST classifier behind the fmnist_ metrics"
@@ -41,6 +46,13 @@ clean:
 
 bench: $(STAMP)
 	$(PY) -m benchmark.bench $(ARGS)
+
+# LAUNCHER: basic (one after another, here), local (submitit, one process per run), slurm
+sweep: $(STAMP)
+	$(PY) benchmark/run.py -m +experiment=$(EXPERIMENT) $(if $(filter-out basic,$(LAUNCHER)),hydra/launcher=$(LAUNCHER)) $(ARGS)
+
+sweep-status: $(STAMP)
+	$(PY) -m analysis.sweep_status $(SWEEP)
 
 prefetch: $(STAMP)
 	$(PY) -m benchmark.prefetch $(ARGS)

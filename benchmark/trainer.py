@@ -13,6 +13,8 @@ on the device until a row is written.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -40,6 +42,8 @@ from benchmark.results import (
 from benchmark.samples import save_samples
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "penalty")
+# SLURM (through submitit) sends USR2 before a time limit and TERM on preemption.
+PREEMPTION_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
 
 class Trainer:
@@ -82,6 +86,7 @@ class Trainer:
         self.pending: list[torch.Tensor] = []  # per-update (d_loss, g_loss, penalty), still on the device
         self.last_row: dict | None = None
         self.last_eval: dict | None = None  # {"iteration", "metrics"} of the latest successful evaluation
+        self.preempted_by: int | None = None  # a signal asking the run to stop, kept until the update ends
 
     # ------------------------------------------------------------ steps
     def sample_z(self, n: int) -> torch.Tensor:
@@ -225,6 +230,27 @@ class Trainer:
         write_json(self.run_dir / "result.json", result)
         return result
 
+    # ------------------------------------------------------------ preemption
+    def _on_preemption(self, signum, frame) -> None:
+        # Only a flag: saving here could catch the models halfway through a D step.
+        self.preempted_by = signum
+
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # Python allows handlers in the main thread only
+        return {sig: signal.signal(sig, self._on_preemption) for sig in PREEMPTION_SIGNALS}
+
+    def _stop_for_preemption(self, previous: dict) -> None:
+        """Checkpoint, then hand the signal to whoever handled it before (submitit's handler
+        requeues the job and exits; without one, the process ends as the signal would end it)."""
+        signum, self.preempted_by = self.preempted_by, None
+        self.save_checkpoint()
+        handler = previous.get(signum, signal.SIG_DFL)
+        if callable(handler):
+            handler(signum, None)  # may return (submitit ignores TERM): training then goes on
+        elif handler == signal.SIG_DFL:
+            raise SystemExit(128 + signum)
+
     # ------------------------------------------------------------ the loop
     def fit(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +259,7 @@ class Trainer:
         name = f"{self.cfg.regularizer.name}/{self.cfg.setting.name}"
         bar = tqdm(total=self.total, initial=self.iteration, desc=name, unit="G-update",
                    disable=not self.cfg.progress, dynamic_ncols=True)
+        previous_handlers = self._install_signal_handlers()
         try:
             while self.iteration < self.total:
                 start = time.perf_counter()
@@ -252,12 +279,16 @@ class Trainer:
                     self.write_samples(f"iter_{self.iteration:07d}")
                 if self.iteration % b.checkpoint_every == 0 or self.iteration == self.total:
                     self.save_checkpoint()
+                if self.preempted_by is not None:
+                    self._stop_for_preemption(previous_handlers)
             self.write_samples("final")
             return self.write_result("completed")
         except Exception as err:
             self.write_result("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
             raise
         finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
             bar.close()
 
 

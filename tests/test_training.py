@@ -142,7 +142,7 @@ def test_cli_run_resumes_from_its_directory_and_refuses_a_corrupt_checkpoint(ima
     # named by what it computes (sorted overrides), not by where its data lives
     assert run_dir.name == "batch_size=16,budget=smoke,dataset=fashion_mnist,eval=none,model.width=0.0625,regularizer=sn"
     again = run_cli(*args, cwd=tmp_path)  # the same command finds its run finished
-    assert again.returncode == 0 and "completed: 2/2" in again.stdout
+    assert again.returncode == 0 and "completed (already finished): 2/2" in again.stdout
     assert len(read_jsonl(run_dir / "metrics.jsonl")) == 2
 
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")

@@ -1,0 +1,123 @@
+"""Where a sweep stands: one line per run, read from its files only (never touching a running job).
+
+    python -m analysis.sweep_status [SWEEP_DIR]     (default: the newest folder under multirun/)
+
+A run directory is any folder holding .hydra/config.yaml. Its status is
+result.json's (completed | diverged | failed), else `running` (it has logged
+progress) or `started`. At the end of every `-m` sweep Hydra calls
+SweepSummary, which prints the same counts and where each failed run's log is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+SCHEMA = 1
+STATUS_ORDER = ("completed", "diverged", "failed", "running", "started")
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def run_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml") if ".submitit" not in p.parts)
+
+
+def last_iteration(run_dir: Path) -> int | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]).get("iteration") if lines else None
+
+
+def run_status(run_dir: Path) -> dict:
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result.get("schema") != SCHEMA:
+            raise SchemaError(f"{result_path} has schema {result.get('schema')!r}, this code reads schema {SCHEMA}: "
+                              f"results of different schemas are not mixed; re-run that sweep or read it with "
+                              f"the version that wrote it")
+        return {"run": run_dir, "status": result["status"], "iteration": result.get("iteration"),
+                "planned": result.get("iterations_planned"), "error": result.get("error")}
+    iteration = last_iteration(run_dir)
+    return {"run": run_dir, "status": "running" if iteration else "started", "iteration": iteration,
+            "planned": None, "error": None}
+
+
+def logs_of(run_dir: Path) -> list[Path]:
+    """Where to read about a failed run: its result.json (error, traceback) and Hydra's run.log
+    (submitit's per-job stdout/stderr are named in the summary)."""
+    return [p for p in (run_dir / "result.json", run_dir / "run.log") if p.is_file()]
+
+
+def summary(sweep_dir: Path) -> str:
+    statuses = [run_status(d) for d in run_dirs(sweep_dir)]
+    counts = Counter(s["status"] for s in statuses)
+    lines = [f"sweep {sweep_dir}: {len(statuses)} runs: " +
+             ", ".join(f"{counts[k]} {k}" for k in STATUS_ORDER if counts[k])]
+    for s in statuses:
+        if s["status"] == "failed":
+            lines.append(f"  failed: {s['run'].relative_to(sweep_dir)}: {s['error']}")
+            lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
+    submitit = sweep_dir / ".submitit"
+    if counts["failed"] and submitit.is_dir():
+        lines.append(f"  submitit's job logs (stdout/stderr per job): {submitit}/<job id>/")
+    return "\n".join(lines)
+
+
+def table(sweep_dir: Path) -> str:
+    rows = [run_status(d) for d in run_dirs(sweep_dir)]
+    width = max((len(str(r["run"].relative_to(sweep_dir))) for r in rows), default=3)
+    out = [f"{'run':<{width}}  {'status':<9}  progress"]
+    for r in rows:
+        progress = f"{r['iteration'] or 0}/{r['planned']}" if r["planned"] else f"{r['iteration'] or 0}"
+        out.append(f"{str(r['run'].relative_to(sweep_dir)):<{width}}  {r['status']:<9}  {progress}")
+    return "\n".join(out)
+
+
+class SweepSummary(Callback):
+    """Hydra callback (conf/config.yaml, hydra.callbacks): prints the summary when a sweep ends."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        try:
+            print(summary(Path(str(config.hydra.sweep.dir))), flush=True)
+        except SchemaError as err:
+            print(f"error: {err}", file=sys.stderr)
+
+
+def newest_sweep(root: Path = Path("multirun")) -> Path:
+    candidates = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if not candidates:
+        raise FileNotFoundError(f"no sweep found under {root}/: run `make sweep` first, or name a sweep directory")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m analysis.sweep_status", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", nargs="?", type=Path)
+    args = p.parse_args(argv)
+    try:
+        sweep_dir = args.sweep_dir or newest_sweep()
+        if not sweep_dir.is_dir():
+            raise FileNotFoundError(f"{sweep_dir} is not a directory (expected a sweep directory such as "
+                                    f"multirun/local_grid)")
+        if not run_dirs(sweep_dir):
+            raise FileNotFoundError(f"{sweep_dir} holds no run directories (folders with .hydra/config.yaml)")
+        print(table(sweep_dir))
+        print(summary(sweep_dir))
+    except (FileNotFoundError, SchemaError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

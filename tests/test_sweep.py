@@ -1,0 +1,169 @@
+import json
+import os
+import shutil
+import signal
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from analysis.sweep_status import run_status, summary
+from benchmark.results import read_jsonl
+from benchmark.trainer import Trainer
+from tests.conftest import CONF, TINY_IMAGES, compose_config, run_cli
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_composes_for_each_point_of_its_grid(experiment):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert cfg.hydra.sweep.dir == f"multirun/{experiment}"
+    first = [f"{key}={str(values).split(',')[0]}" for key, values in params.items()]
+    last = [f"{key}={str(values).split(',')[-1]}" for key, values in params.items()]
+    for point in (first, last):
+        compose_config([f"+experiment={experiment}", *point])  # every swept key exists and every value is valid
+
+
+def grid_args(tmp_path, image_root, *extra):
+    return ("-m", "regularizer=none,sn", "setting=A,B", "budget=smoke", "eval=none", *TINY_IMAGES,
+            f"data_root={image_root}", f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_tiny_grid_runs_through_hydra_multirun(launcher, image_root, tmp_path):
+    extra = ["hydra/launcher=local"] if launcher == "local" else []
+    proc = run_cli(*grid_args(tmp_path, image_root, *extra), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(runs) == 4
+    for name in runs:
+        result = json.loads((tmp_path / "sweep" / name / "result.json").read_text())
+        assert result["status"] == "completed" and (tmp_path / "sweep" / name / "checkpoint.pt").exists()
+    assert "4 runs: 4 completed" in proc.stdout
+    if launcher == "local":
+        assert list((tmp_path / "sweep" / ".submitit").iterdir())  # real submitit jobs
+
+
+@pytest.mark.slow
+def test_relaunch_skips_finished_runs_and_resumes_an_interrupted_one(image_root, tmp_path):
+    args = grid_args(tmp_path, image_root, "budget.iterations=4", "budget.checkpoint_every=2")
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    sweep = tmp_path / "sweep"
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    interrupted = runs[0]
+    finished_weights = torch.load(interrupted / "checkpoint.pt", weights_only=True)["G"]
+    # make runs[0] look killed at iteration 2: its state of then, no result.json
+    cfg = compose_config([*TINY_IMAGES, f"data_root={image_root}", "eval=none", "budget=smoke",
+                          *interrupted.name.split(",")])
+    partial = tmp_path / "partial"
+    Trainer(cfg, partial).fit()
+    for name in ("checkpoint.pt", "metrics.jsonl"):
+        shutil.copy(partial / name, interrupted / name)
+    (interrupted / "result.json").unlink()
+    stamps = {r: (r / "result.json").stat().st_mtime_ns for r in runs[1:]}
+
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("(already finished)") == 3
+    assert {r: (r / "result.json").stat().st_mtime_ns for r in runs[1:]} == stamps  # untouched
+    resumed = json.loads((interrupted / "result.json").read_text())
+    assert resumed["status"] == "completed" and resumed["iteration"] == 4
+    weights = torch.load(interrupted / "checkpoint.pt", weights_only=True)["G"]
+    assert all(torch.equal(weights[k], finished_weights[k]) for k in weights)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_is_recorded_while_the_others_complete(image_root, tmp_path):
+    proc = run_cli("-m", "regularizer=none", "setting.lr=0.0001,1e38", "budget=smoke", "eval=none", *TINY_IMAGES,
+                   f"data_root={image_root}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                   "dataset.name=fashion_mnist,cifar10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    statuses = {}
+    for run in (p for p in (tmp_path / "sweep").iterdir() if p.is_dir()):
+        keys = dict(part.split("=", 1) for part in run.name.split(","))
+        statuses[keys["dataset.name"], float(keys["setting.lr"])] = run_status(run)["status"]
+    assert statuses == {
+        ("fashion_mnist", 1e-4): "completed",
+        ("fashion_mnist", 1e38): "diverged",
+        ("cifar10", 1e-4): "failed",  # no CIFAR-10 here: bad input, recorded, the sweep goes on
+        ("cifar10", 1e38): "failed",
+    }
+    text = summary(tmp_path / "sweep")
+    assert "4 runs: 1 completed, 1 diverged, 2 failed" in text and "CIFAR10 not found" in text
+    assert text in proc.stdout  # printed by the callback when the sweep ended
+
+
+class Requeued(BaseException):
+    """What submitit's handler does after requeueing: it ends the process."""
+
+
+def test_preemption_signal_checkpoints_and_the_resumed_run_matches(tiny_config, tmp_path, monkeypatch):
+    overrides = ("regularizer=sn", "setting=D", "budget.iterations=4", "budget.log_every=1",
+                 "budget.checkpoint_every=4")
+    straight = Trainer(tiny_config(*overrides), tmp_path / "straight")
+    straight.fit()
+
+    handed_over = []
+
+    def submitit_like(signum, frame):
+        handed_over.append(signum)
+        raise Requeued
+
+    previous = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        run_dir = tmp_path / "preempted"
+        trainer = Trainer(tiny_config(*overrides), run_dir)
+        original = trainer.train_one_update
+
+        def signalled_during_update():
+            if trainer.iteration == 2:
+                os.kill(os.getpid(), signal.SIGUSR2)  # arrives mid-update: the update still completes
+            original()
+
+        monkeypatch.setattr(trainer, "train_one_update", signalled_during_update)
+        with pytest.raises(Requeued):
+            trainer.fit()
+        assert handed_over == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is submitit_like  # handlers restored
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] == 3  # not a regular checkpoint step
+    assert not (run_dir / "result.json").exists()
+
+    resumed = Trainer(tiny_config(*overrides), run_dir)
+    assert resumed.fit()["iteration"] == 4
+    assert all(torch.equal(v, straight.D.state_dict()[k]) for k, v in resumed.D.state_dict().items())
+    assert [r["iteration"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_slurm_launcher_config_makes_the_sbatch_script_it_promises(tmp_path, monkeypatch):
+    import submitit
+    # submitit's SLURM executor wants srun on PATH; nothing is submitted, so a stand-in does
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu-h100",
+                                 "hydra.launcher.account=gan-lab", "hydra.launcher.timeout_min=600",
+                                 "hydra.launcher.array_parallelism=16", f"hydra.sweep.dir={tmp_path}"])
+    params = dict(cfg.hydra.launcher)
+    assert params["_target_"].endswith("SlurmLauncher") and params["max_num_timeout"] > 0
+    # the same mapping hydra-submitit-launcher's launch() makes, then the script submitit would submit
+    executor = submitit.AutoExecutor(folder=str(tmp_path / ".submitit"), cluster="slurm",
+                                     slurm_max_num_timeout=params["max_num_timeout"])
+    base = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name",
+            "stderr_to_stdout"}
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()
+                                  if k not in ("_target_", "submitit_folder", "max_num_timeout")
+                                  and not (isinstance(v, str) and "${" in v)})
+    executor._executor.parameters["map_count"] = 40  # what map_array sets for a 40-run sweep
+    script = executor._executor._make_submission_file_text("python -m submitit.core._submit", "uid")
+    for line in ("#SBATCH --partition=gpu-h100", "#SBATCH --account=gan-lab", "#SBATCH --time=600",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --array=0-39%16", "#SBATCH --signal=USR2@120"):
+        assert line in script, script

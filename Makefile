@@ -8,13 +8,14 @@ EXPERIMENT ?= local_grid
 LAUNCHER ?= basic
 SWEEP ?=
 
-.PHONY: help venv test test-fast lint run sweep sweep-status bench prefetch evaluator clean
+.PHONY: help venv test test-fast lint run sweep sweep-status figures bench prefetch evaluator clean
 
 help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
 	@echo "make test-fast            the tests without the slow ones"
 	@echo "make run ARGS='regularizer=sn setting=B'   one run (python benchmark/run.py ARGS)"
 	@echo "make sweep [EXPERIMENT=local_grid] [LAUNCHER=basic|local|slurm] [ARGS=...]   a grid (conf/experiment/)"
+	@echo "make figures [SWEEP=multirun/...]   the comparison figures, tables and report.md -> figures/<sweep>/"
 	@echo "make sweep-status [SWEEP=multirun/...]   where each run of a sweep stands"
 	@echo "make bench [ARGS=...]     seconds per generator update of every regularizer, ratios to none"
 	@echo "make prefetch [ARGS=...]  (with internet) datasets, Inception weights, real statistics -> data/, cache/"
@@ -50,6 +51,9 @@ bench: $(STAMP)
 # LAUNCHER: basic (one after another, here), local (submitit, one process per run), slurm
 sweep: $(STAMP)
 	$(PY) benchmark/run.py -m +experiment=$(EXPERIMENT) $(if $(filter-out basic,$(LAUNCHER)),hydra/launcher=$(LAUNCHER)) $(ARGS)
+
+figures: $(STAMP)
+	$(PY) -m analysis.report $(SWEEP) $(ARGS)
 
 sweep-status: $(STAMP)
 	$(PY) -m analysis.sweep_status $(SWEEP)

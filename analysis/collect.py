@@ -1,0 +1,134 @@
+"""Sweep directories -> tidy pandas DataFrames (reads result files only; never the trainer).
+
+    runs, evals = collect(["multirun/local_grid"])
+
+`runs`: one row per run directory (a folder with .hydra/config.yaml or
+result.json): its status (completed | diverged | failed | running | started),
+the config keys that tell runs apart, cost, final losses and one column per
+final metric, named by its protocol (`fid5k_10k`, `mixture10k_modes`, ...).
+`evals`: one row per (run, evaluation, metric) from metrics.jsonl, long form.
+`sigma_over_training`: one row per (run, logged iteration, D layer).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+SCHEMA = 1
+# Config keys that identify a run in tables and figures: (column, path in the config).
+KEYS = (("dataset", "dataset.name"), ("model", "model.name"), ("width", "model.width"),
+        ("regularizer", "regularizer.name"), ("loss", "loss.name"), ("setting", "setting.name"),
+        ("lr", "setting.lr"), ("beta1", "setting.beta1"), ("beta2", "setting.beta2"),
+        ("n_dis", "setting.n_dis"), ("seed", "seed"), ("batch_size", "batch_size"))
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: expected a sweep directory (e.g. multirun/local_grid) "
+                                    f"or a run directory (with result.json or .hydra/config.yaml)")
+        for marker in ("result.json", ".hydra/config.yaml"):
+            found.update(p.parent if marker == "result.json" else p.parent.parent
+                         for p in path.glob(f"**/{marker}") if ".submitit" not in p.parts)
+    if not found:
+        raise FileNotFoundError(f"no run directories under {', '.join(map(str, paths))}: expected folders with "
+                                f"result.json or .hydra/config.yaml (a sweep made by `make sweep`)")
+    return sorted(found)
+
+
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
+def read_json(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if data.get("schema") != SCHEMA:
+        raise SchemaError(f"{path} has schema {data.get('schema')!r}; this analysis reads schema {SCHEMA}. "
+                          f"Results of different schemas are never mixed: analyse that sweep separately")
+    return data
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        if row.get("schema") != SCHEMA:
+            raise SchemaError(f"{path} has rows of schema {row.get('schema')!r}; this analysis reads schema {SCHEMA}")
+    return rows
+
+
+def run_record(run_dir: Path) -> dict:
+    result_path = run_dir / "result.json"
+    result = read_json(result_path) if result_path.is_file() else None
+    if result is not None and "config" in result:
+        cfg = result["config"]
+    else:  # in progress: the composed config Hydra saved (interpolations left as written)
+        cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    if result is not None:
+        status = result["status"]
+    else:
+        status = "running" if rows else "started"
+    record = {"run_dir": str(run_dir), "run": run_dir.name, "status": status}
+    record.update({column: _get(cfg, path) for column, path in KEYS})
+    result = result or {}
+    last_log = next((r for r in reversed(rows) if "d_loss" in r), {})
+    record.update({
+        "iteration": result.get("iteration", last_log.get("iteration")),
+        "iterations_planned": result.get("iterations_planned", _get(cfg, "budget.iterations")),
+        "diverged_at": result.get("diverged_at"),
+        "error": result.get("error"),
+        "seconds_per_generator_update": result.get("seconds_per_generator_update"),
+        "train_seconds": result.get("train_seconds", last_log.get("seconds")),
+        "d_loss": (result.get("final") or last_log).get("d_loss"),
+        "g_loss": (result.get("final") or last_log).get("g_loss"),
+        "max_spectral_norm": max((v for v in (result.get("spectral_norms") or {}).values() if v is not None),
+                                 default=None),
+    })
+    metrics = result.get("metrics") or next((r["metrics"] for r in reversed(rows) if "metrics" in r), {})
+    record.update(metrics)
+    return record
+
+
+def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    run_dirs = find_runs(paths)
+    runs = pd.DataFrame([run_record(d) for d in run_dirs])
+    evals = []
+    for d, row in zip(run_dirs, runs.itertuples(index=False), strict=True):
+        for r in read_jsonl(d / "metrics.jsonl"):
+            for name, value in (r.get("metrics") or {}).items():
+                evals.append({"run_dir": str(d), "regularizer": row.regularizer, "setting": row.setting,
+                              "seed": row.seed, "dataset": row.dataset, "iteration": r["iteration"],
+                              "seconds": r.get("seconds"), "metric": name, "value": value})
+    return runs, pd.DataFrame(evals, columns=["run_dir", "regularizer", "setting", "seed", "dataset", "iteration",
+                                              "seconds", "metric", "value"])
+
+
+def sigma_over_training(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """Largest singular value of each D layer at every logged iteration (the SN paper's Figure 9)."""
+    rows = []
+    for d in map(Path, run_dirs):
+        for r in read_jsonl(d / "metrics.jsonl"):
+            for layer, sigma in (r.get("sigma_max") or {}).items():
+                rows.append({"run_dir": str(d), "iteration": r["iteration"], "layer": layer, "sigma": sigma})
+    return pd.DataFrame(rows, columns=["run_dir", "iteration", "layer", "sigma"])
+
+
+def final_spectra(run_dir: str | Path) -> dict[str, list[float]]:
+    """All singular values of each D layer's effective weight at the end (spectra.json)."""
+    path = Path(run_dir) / "spectra.json"
+    return read_json(path)["singular_values"] if path.is_file() else {}

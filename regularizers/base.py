@@ -33,6 +33,9 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
 class Regularizer:
     name: str = ""
     default_loss: str | None = None  # the loss the paper pairs with the method
+    # The trainer's noise generator, for methods that draw random numbers (the penalty's
+    # interpolation weights), so that a seed fixes them and a resumed run draws the same ones.
+    generator: torch.Generator | None = None
 
     def attach(self, D: nn.Module) -> nn.Module:
         return D

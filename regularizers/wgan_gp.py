@@ -31,7 +31,6 @@ class WGANGP(Regularizer):
         if weight < 0:
             raise ValueError(f"regularizer.weight must be >= 0, got {weight}")
         self.weight = weight
-        self.generator: torch.Generator | None = None  # set by the trainer for reproducible eps
 
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return self.weight * gradient_penalty(D, real, fake, self.generator)

@@ -216,7 +216,8 @@ def singular_value_spectra(chosen: dict[str, str]) -> plt.Figure:
             values = np.asarray(spectrum.get(layer, []), dtype=float) ** 2
             if len(values) == 0 or not np.isfinite(values).all() or values.max() == 0:
                 continue
-            ax.plot(np.linspace(0, 1, len(values)), values / values.max(), label=reg)
+            ax.plot(np.linspace(0, 1, len(values)), values / values.max(), label=reg,
+                    marker="o" if len(values) == 1 else None)  # a dense layer to one logit has one value
         ax.set_title(f"layer {layer}", fontsize=8)
         ax.set_ylim(0, 1.05)
     for ax in list(axes.flat)[len(layers):]:
@@ -253,9 +254,11 @@ def sigma_max_during_training(chosen: dict[str, str]) -> plt.Figure:
 def relative_cost(runs: pd.DataFrame) -> pd.DataFrame:
     """Seconds per generator update of each regularizer divided by `none`'s under the same
     dataset, model and setting (so n_dis matches), averaged over those groups."""
-    timed = runs[runs.seconds_per_generator_update.notna()]
     keys = ["dataset", "model", "width", "setting", "n_dis", "batch_size"]
-    base = timed[timed.regularizer == "none"].groupby(keys, dropna=False).seconds_per_generator_update.mean()
+    # missing keys (an MLP has no width) as one value, so that they match like any other
+    timed = runs[runs.seconds_per_generator_update.notna()].astype({k: object for k in keys}).fillna(
+        {k: "-" for k in keys})
+    base = timed[timed.regularizer == "none"].groupby(keys).seconds_per_generator_update.mean()
     rows = []
     for reg, group in timed.groupby("regularizer"):
         ratios = [r.seconds_per_generator_update / base[k] for r in group.itertuples()

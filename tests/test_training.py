@@ -145,6 +145,7 @@ def test_cli_run_resumes_from_its_directory_and_refuses_a_corrupt_checkpoint(ima
     assert again.returncode == 0 and "completed (already finished): 2/2" in again.stdout
     assert len(read_jsonl(run_dir / "metrics.jsonl")) == 2
 
+    (run_dir / "result.json").unlink()  # as if killed before the end: the checkpoint must be read
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
     corrupt = run_cli(*args, cwd=tmp_path)
     assert corrupt.returncode == 2

@@ -18,13 +18,10 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 import regularizers
-from benchmark.config import resolve_device
+from benchmark.config import compose_config, resolve_device
 from benchmark.results import SCHEMA, environment, write_json
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def bench_config(regularizer: str, args: argparse.Namespace):
@@ -33,8 +30,7 @@ def bench_config(regularizer: str, args: argparse.Namespace):
                  "progress=false", "budget=smoke", "eval=none"]
     if args.model != "mlp":
         overrides.append(f"model.width={args.width}")
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def synchronize(device: torch.device) -> None:

@@ -2,17 +2,29 @@
 training starts, so that bad input fails fast with the key and value named."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 
 import regularizers
 from benchmark.data import VALID_DATASETS
 from benchmark.losses import VALID_LOSSES
 from benchmark.models import VALID_MODELS
 
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
 
 class ConfigError(ValueError):
     pass
+
+
+def compose_config(overrides=(), return_hydra_config: bool = False) -> DictConfig:
+    """The run config `python benchmark/run.py OVERRIDES` would get, for the commands and tests
+    that need one outside @hydra.main."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def resolve_device(spec: str) -> torch.device:

@@ -17,17 +17,15 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmark.checkpoint import CheckpointError
-from benchmark.config import ConfigError, resolve_device
+from benchmark.config import ConfigError, compose_config, resolve_device
 from benchmark.data import DatasetNotFoundError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 from benchmark.models import build_models
 from benchmark.results import SCHEMA, write_json
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 BAD_INPUT = (ConfigError, DatasetNotFoundError, CheckpointError, EvaluationSetupError, FileNotFoundError)
 
 
@@ -76,8 +74,7 @@ def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides
 
 
 def evaluate_real(dataset: str, metrics: str | None, device_spec: str, overrides: list[str]) -> dict:
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose(config_name="config", overrides=[f"dataset={dataset}", *overrides])
+    cfg = compose_config([f"dataset={dataset}", *overrides])
     cfg = with_overrides(cfg, metrics, [])
     device = resolve_device(device_spec)
     train = load_dataset(cfg.dataset, cfg.data_root)

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from benchmark.config import resolve_device
+from benchmark.config import CONF, compose_config, resolve_device
 from benchmark.data import VALID_DATASETS, DatasetNotFoundError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 EVAL_PRESETS = sorted(p.stem for p in (CONF / "eval").glob("*.yaml"))
 
 
@@ -45,9 +42,7 @@ def main(argv=None) -> list[str]:
     try:
         for dataset in datasets:
             for preset in (["fmnist"] if dataset == "fashion_mnist" else presets):
-                with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-                    cfg = compose(config_name="config", overrides=[f"dataset={dataset}", f"eval={preset}",
-                                                                   "dataset.download=true", *overrides])
+                cfg = compose_config([f"dataset={dataset}", f"eval={preset}", "dataset.download=true", *overrides])
                 if cfg.dataset.name in ("ring8", "grid25"):
                     print(f"{dataset}: generated data, nothing to fetch")
                     break

@@ -8,24 +8,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-import benchmark.config  # noqa: F401  (registers the config's resolvers)
 from benchmark import data
+from benchmark.config import compose_config
 from benchmark.evaluation import Evaluator
 from tests.datasets_on_disk import write_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 RUN = ROOT / "benchmark" / "run.py"
 
 # A tiny image configuration: the standard CNN at 1/16 width on 32px Fashion-MNIST-format data.
 TINY_IMAGES = ["dataset=fashion_mnist", "model.width=0.0625", "batch_size=16", "progress=false"]
-
-
-def compose_config(overrides=()):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from nbclient import NotebookClient
 from analysis import figures as F
 from analysis import report
 from analysis.collect import SchemaError, collect
-from benchmark.trainer import Trainer
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, run_cli
 
 # (regularizer, setting, seed) -> (status, fid5k_10k, is50k_10splits)
 KNOWN = {
@@ -124,14 +123,12 @@ def test_bad_paths_and_unknown_schemas_are_clear_errors(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def small_real_sweep(tmp_path_factory) -> Path:
-    """A 2 x 2 grid of real (smoke) runs on the 2-D ring, as a sweep leaves them."""
-    sweep = tmp_path_factory.mktemp("real") / "sweep"
-    for reg in ("none", "sn"):
-        for setting in ("A", "D"):
-            cfg = compose_config(["dataset=ring8", "budget=smoke", "budget.iterations=4", "progress=false",
-                                  f"regularizer={reg}", f"setting={setting}"])
-            Trainer(cfg, sweep / f"regularizer={reg},setting={setting}").fit()
-    return sweep
+    """A 2 x 2 grid of real smoke runs on the 2-D ring through Hydra multirun, as `make sweep` makes them."""
+    root = tmp_path_factory.mktemp("real")
+    proc = run_cli("-m", "dataset=ring8", "regularizer=none,sn", "setting=A,D", "budget=smoke", "budget.iterations=4",
+                   "progress=false", f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root / "sweep"
 
 
 def test_report_from_a_real_sweep(small_real_sweep, tmp_path):

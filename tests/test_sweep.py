@@ -5,20 +5,19 @@ import signal
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from analysis.sweep_status import run_status, summary
+from benchmark.config import CONF
 from benchmark.results import read_jsonl
 from benchmark.trainer import Trainer
-from tests.conftest import CONF, TINY_IMAGES, compose_config, run_cli
+from tests.conftest import TINY_IMAGES, compose_config, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_composes_for_each_point_of_its_grid(experiment):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    cfg = compose_config([f"+experiment={experiment}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert cfg.hydra.sweep.dir == f"multirun/{experiment}"
     first = [f"{key}={str(values).split(',')[0]}" for key, values in params.items()]
@@ -147,11 +146,9 @@ def test_slurm_launcher_config_makes_the_sbatch_script_it_promises(tmp_path, mon
     (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 1\n")
     (tmp_path / "bin" / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu-h100",
-                                 "hydra.launcher.account=gan-lab", "hydra.launcher.timeout_min=600",
-                                 "hydra.launcher.array_parallelism=16", f"hydra.sweep.dir={tmp_path}"])
+    cfg = compose_config(["hydra/launcher=slurm", "hydra.launcher.partition=gpu-h100", "hydra.launcher.account=gan-lab",
+                          "hydra.launcher.timeout_min=600", "hydra.launcher.array_parallelism=16",
+                          f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
     params = dict(cfg.hydra.launcher)
     assert params["_target_"].endswith("SlurmLauncher") and params["max_num_timeout"] > 0
     # the same mapping hydra-submitit-launcher's launch() makes, then the script submitit would submit

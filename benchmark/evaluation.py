@@ -18,6 +18,7 @@ Real-data features and statistics are computed once and cached in
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -291,12 +292,18 @@ class Evaluator:
                 done.append(p.name)
         return done
 
+    @functools.cached_property
+    def data_digest(self) -> str:
+        """A digest of the training set's content: two folders holding different data under one
+        dataset name (a partial download, a stand-in) never share cached statistics."""
+        return hashlib.sha256(self.train_data.cpu().contiguous().numpy().tobytes()).hexdigest()[:8]
+
     def _real_reference(self, space: FeatureSpace, p: Protocol) -> dict[str, torch.Tensor]:
         """Real features (KID) or FID statistics of the protocol's real set, cached on disk."""
         subset = "train" if p.real is None else f"train{p.real}"
         what = "features" if p.kind == "kid" else "fidstats"
-        path = (Path(self.cfg.cache_root).expanduser() /
-                f"real-{self.dataset.name}{self.dataset.size}-{subset}-{space.name}-{what}.pt")
+        path = (Path(self.cfg.cache_root).expanduser() / f"real-{self.dataset.name}{self.dataset.size}-"
+                f"{self.data_digest}-{subset}-{space.name}-{what}.pt")
         if path.is_file():
             return torch.load(path, map_location="cpu", weights_only=True)
         real = self._real_subset(p.real)

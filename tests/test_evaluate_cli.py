@@ -49,5 +49,5 @@ def test_prefetch_trains_the_classifier_and_caches_real_statistics(tmp_path):
                           "eval.kid_subset_size=50", "progress=false"])
     assert done == ["fashion_mnist:fmnist_fid100_train", "fashion_mnist:fmnist_kid100_train"]
     assert (cache / "fmnist_classifier.pt").is_file()
-    names = sorted(p.name.rsplit("-", 1)[-1] for p in cache.glob("real-fashion_mnist32-train-fmnist-*"))
+    names = sorted(p.name.rsplit("-", 1)[-1] for p in cache.glob("real-fashion_mnist32-*-train-fmnist-*"))
     assert names == ["features.pt", "fidstats.pt"]

@@ -169,7 +169,7 @@ def test_inception_path_runs_end_to_end_on_cpu_with_a_weights_file(tmp_path, ran
     assert set(first) == {"is40_2splits", "is40_2splits_std", "fid40_60", "kid40_60", "kid40_60_std"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in first.values())
     assert first["is40_2splits"] >= 1.0 and first["fid40_60"] > 0
-    cached = sorted(p.name for p in tmp_path.glob("real-cifar1032-train60-inception-*"))
+    cached = sorted(p.name for p in tmp_path.glob(f"real-cifar1032-{evaluator.data_digest}-train60-inception-*"))
     assert len(cached) == 2 and cached[0].endswith("features.pt") and cached[1].endswith("fidstats.pt")
     stamps = [p.stat().st_mtime_ns for p in sorted(tmp_path.glob("real-*"))]
     assert evaluator.evaluate(G, 128) == first  # same latents, statistics read back from the cache
@@ -177,6 +177,11 @@ def test_inception_path_runs_end_to_end_on_cpu_with_a_weights_file(tmp_path, ran
     # held-out real images instead of G: the paper's "real data" reference
     real = evaluator.evaluate(samples=images[40:])
     assert real["fid40_60"] < first["fid40_60"]
+    # other data under the same dataset name gets statistics of its own, never the cached ones
+    other = evaluator_for("cifar10", ["fid40_60"], 255 - images, inception_weights=str(random_inception_weights),
+                          cache_root=str(tmp_path), batch_size=25)
+    assert other.data_digest != evaluator.data_digest
+    assert other.evaluate(G, 128)["fid40_60"] != first["fid40_60"]
 
 
 @pytest.mark.slow

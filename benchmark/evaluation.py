@@ -299,19 +299,21 @@ class Evaluator:
         return hashlib.sha256(self.train_data.cpu().contiguous().numpy().tobytes()).hexdigest()[:8]
 
     def _real_reference(self, space: FeatureSpace, p: Protocol) -> dict[str, torch.Tensor]:
-        """Real features (KID) or FID statistics of the protocol's real set, cached on disk."""
+        """Real features (KID) or FID statistics of the protocol's real set, cached on disk.
+        One feature pass writes both, so FID and KID of one real set never extract it twice."""
         subset = "train" if p.real is None else f"train{p.real}"
-        what = "features" if p.kind == "kid" else "fidstats"
-        path = (Path(self.cfg.cache_root).expanduser() / f"real-{self.dataset.name}{self.dataset.size}-"
-                f"{self.data_digest}-{subset}-{space.name}-{what}.pt")
-        if path.is_file():
-            return torch.load(path, map_location="cpu", weights_only=True)
+        stem = f"real-{self.dataset.name}{self.dataset.size}-{self.data_digest}-{subset}-{space.name}"
+        paths = {what: Path(self.cfg.cache_root).expanduser() / f"{stem}-{what}.pt" for what in ("features", "fidstats")}
+        wanted = "features" if p.kind == "kid" else "fidstats"
+        if paths[wanted].is_file():
+            return torch.load(paths[wanted], map_location="cpu", weights_only=True)
         real = self._real_subset(p.real)
         features = space.features(map(to_uint8_rgb, self._slices(real, len(real))), len(real),
                                   f"real {subset} features (cached once)", self.progress)[space.fid_feature]
-        item = {"features": features} if p.kind == "kid" else fid_statistics(features)
-        write_atomic(path, lambda tmp: torch.save(item, tmp))
-        return item
+        items = {"features": {"features": features}, "fidstats": fid_statistics(features)}
+        for what, item in items.items():
+            write_atomic(paths[what], lambda tmp, item=item: torch.save(item, tmp))
+        return items[wanted]
 
     # -------------------------------------------------------------- metrics
     @torch.no_grad()

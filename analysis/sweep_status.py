@@ -10,19 +10,15 @@ SweepSummary, which prints the same counts and where each failed run's log is.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-SCHEMA = 1
+from analysis.collect import SchemaError, read_json, read_jsonl
+
 STATUS_ORDER = ("completed", "diverged", "failed", "running", "started")
-
-
-class SchemaError(ValueError):
-    pass
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -30,21 +26,14 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def last_iteration(run_dir: Path) -> int | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]).get("iteration") if lines else None
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    return rows[-1].get("iteration") if rows else None
 
 
 def run_status(run_dir: Path) -> dict:
     result_path = run_dir / "result.json"
     if result_path.is_file():
-        result = json.loads(result_path.read_text())
-        if result.get("schema") != SCHEMA:
-            raise SchemaError(f"{result_path} has schema {result.get('schema')!r}, this code reads schema {SCHEMA}: "
-                              f"results of different schemas are not mixed; re-run that sweep or read it with "
-                              f"the version that wrote it")
+        result = read_json(result_path)  # refuses another schema: sweeps of two schemas never mix
         return {"run": run_dir, "status": result["status"], "iteration": result.get("iteration"),
                 "planned": result.get("iterations_planned"), "error": result.get("error")}
     iteration = last_iteration(run_dir)

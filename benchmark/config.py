@@ -12,6 +12,7 @@ import regularizers
 from benchmark.data import VALID_DATASETS
 from benchmark.losses import VALID_LOSSES
 from benchmark.models import VALID_MODELS
+from benchmark.speed import COMPILE_MODES
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -81,6 +82,11 @@ def validate(cfg) -> torch.device:
     _check(p, cfg.dataset.name in VALID_DATASETS, "dataset.name", cfg.dataset.name, f"valid: {', '.join(VALID_DATASETS)}")
     if "width" in cfg.model:
         _check(p, isinstance(cfg.model.width, (int, float)) and cfg.model.width > 0, "model.width", cfg.model.width, "must be > 0")
+    sp = cfg.speed
+    for key in ("cudnn_benchmark", "tf32", "channels_last", "fused_adam", "joint_d_call"):
+        _check(p, isinstance(sp[key], bool), f"speed.{key}", sp[key], "must be true or false")
+    _check(p, sp.compile is False or sp.compile in COMPILE_MODES, "speed.compile", sp.compile,
+           f"valid: false, {', '.join(COMPILE_MODES)}")
     try:
         device = resolve_device(cfg.device)
     except ConfigError as err:

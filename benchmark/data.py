@@ -141,8 +141,14 @@ class BatchStream:
         self.data = data.to(device)
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(len(data), generator=self.generator)
+        self.set_order(torch.randperm(len(data), generator=self.generator))
         self.position = 0
+
+    def set_order(self, order: torch.Tensor) -> None:
+        # drawn on the CPU (the same order on every device), copied to the data's device once
+        # per epoch rather than one index copy per batch
+        self.order = order
+        self.order_on_device = order.to(self.data.device)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -150,19 +156,18 @@ class BatchStream:
 
     def next(self) -> torch.Tensor:
         if self.position + self.batch_size > len(self.order):  # drop the ragged tail
-            self.order = torch.randperm(len(self.order), generator=self.generator)
+            self.set_order(torch.randperm(len(self.order), generator=self.generator))
             self.position = 0
-        index = self.order[self.position:self.position + self.batch_size]
+        index = self.order_on_device[self.position:self.position + self.batch_size]
         self.position += self.batch_size
-        batch = self.data[index.to(self.data.device)]
-        return to_model_range(batch)
+        return to_model_range(self.data[index])
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-        self.order = state["order"]
+        self.set_order(state["order"])
         self.position = int(state["position"])
 
 

@@ -40,6 +40,7 @@ from benchmark.results import (
     write_json,
 )
 from benchmark.samples import save_samples
+from benchmark.speed import compiler, set_backends
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "penalty")
 # SLURM (through submitit) sends USR2 before a time limit and TERM on preemption.
@@ -51,6 +52,7 @@ class Trainer:
         """`data` replaces the configured dataset (the timing bench trains on random images)."""
         self.device = validate(cfg)  # bad input fails here, before anything is loaded or written
         self.cfg = cfg
+        set_backends(cfg.speed)
         self.run_dir = Path(run_dir)
         self.total = cfg.budget.iterations
         s = cfg.setting
@@ -64,9 +66,22 @@ class Trainer:
         self.regularizer = regularizers.build(cfg.regularizer.name, **options)
         self.G = G.to(self.device)
         self.D = self.regularizer.attach(D.to(self.device))
+        if cfg.speed.channels_last:  # converts 4-D weights only; 2-D data and MLPs are untouched
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
         self.loss = cfg.loss.name
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=s.lr, betas=(s.beta1, s.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=s.lr, betas=(s.beta1, s.beta2))
+        fused = True if cfg.speed.fused_adam else None  # None: PyTorch's default (for-each on GPU)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=s.lr, betas=(s.beta1, s.beta2), fused=fused)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=s.lr, betas=(s.beta1, s.beta2), fused=fused)
+        self.joint_d_call = cfg.speed.joint_d_call and not self.regularizer.couples_batch
+        # The step functions, compiled when speed.compile asks for it.
+        compile_ = compiler(cfg.speed)
+        self.generate = compile_(self.G)
+        self.d_loss = compile_(self._d_loss)
+        self.g_loss = compile_(self._g_loss)
+        reg = self.regularizer
+        self.penalty = compile_(reg.penalty) if reg.compile_penalty else reg.penalty
+        self.after_step = compile_(reg.after_step) if reg.compile_after_step else reg.after_step
         # Built before training so that a bad metric name or missing weights stop the run now; after
         # the models, and with the RNG state restored, so that evaluation never changes what is trained.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -92,24 +107,34 @@ class Trainer:
     def sample_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device, generator=self.noise)
 
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        if self.joint_d_call:  # one pass over twice the batch: half the kernel launches
+            scores_real, scores_fake = self.D(torch.cat([real, fake])).split([len(real), len(fake)])
+        else:
+            scores_real, scores_fake = self.D(real), self.D(fake)
+        return losses.d_loss(self.loss, scores_real, scores_fake)
+
+    def _g_loss(self, z: torch.Tensor) -> torch.Tensor:
+        return losses.g_loss(self.loss, self.D(self.G(z)))
+
     def d_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         real = self.batches.next()
         with torch.no_grad():
-            fake = self.G(self.sample_z(real.shape[0]))
+            fake = self.generate(self.sample_z(real.shape[0]))
         # cached(): each reparametrized weight is computed once for all D calls of the step
         with parametrize.cached():
-            loss = losses.d_loss(self.loss, self.D(real), self.D(fake))
-            penalty = self.regularizer.penalty(self.D, real, fake)
+            loss = self.d_loss(real, fake)
+            penalty = self.penalty(self.D, real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             (loss + penalty).backward()
         self.opt_d.step()
-        self.regularizer.after_step(self.D)
+        self.after_step(self.D)
         return loss.detach(), penalty.detach()
 
     def g_step(self) -> torch.Tensor:
         self.D.requires_grad_(False)  # no gradients for D's weights in G's update
         with parametrize.cached():
-            loss = losses.g_loss(self.loss, self.D(self.G(self.sample_z(self.cfg.batch_size))))
+            loss = self.g_loss(self.sample_z(self.cfg.batch_size))
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
         self.opt_g.step()

@@ -36,6 +36,10 @@ class Regularizer:
     # The trainer's noise generator, for methods that draw random numbers (the penalty's
     # interpolation weights), so that a seed fixes them and a resumed run draws the same ones.
     generator: torch.Generator | None = None
+    # What the trainer's fast paths (conf `speed:`) must respect:
+    couples_batch: bool = False      # D's output for one sample depends on the others (BN)
+    compile_penalty: bool = True     # penalty() can run under torch.compile (not with double backward)
+    compile_after_step: bool = True  # after_step() can run under torch.compile
 
     def attach(self, D: nn.Module) -> nn.Module:
         return D

@@ -18,5 +18,7 @@ class WeightClipping(Regularizer):
 
     @torch.no_grad()
     def after_step(self, D: nn.Module) -> None:
-        for p in D.parameters():
-            p.clamp_(-self.c, self.c)
+        # the for-each kernels clamp every parameter in two launches, not two per parameter
+        params = list(D.parameters())
+        torch._foreach_clamp_min_(params, -self.c)
+        torch._foreach_clamp_max_(params, self.c)

@@ -26,6 +26,7 @@ def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
 class WGANGP(Regularizer):
     name = "wgangp"
     default_loss = "wgan"
+    compile_penalty = False  # torch.compile does not support double backward
 
     def __init__(self, weight: float = 10.0):
         if weight < 0:

@@ -59,7 +59,7 @@ def test_same_seed_gives_the_same_result_numbers(tiny_config, tmp_path):
 def test_nan_ends_the_run_as_diverged_with_the_iteration(tiny_config, tmp_path, monkeypatch):
     trainer = Trainer(tiny_config("regularizer=none", "budget.iterations=6", "budget.log_every=3",
                                   "budget.checkpoint_every=3"), tmp_path)
-    original = trainer.regularizer.after_step
+    original = trainer.after_step
 
     def poison(D):
         original(D)
@@ -67,7 +67,7 @@ def test_nan_ends_the_run_as_diverged_with_the_iteration(tiny_config, tmp_path, 
             with torch.no_grad():
                 next(D.parameters()).fill_(float("nan"))
 
-    monkeypatch.setattr(trainer.regularizer, "after_step", poison)
+    monkeypatch.setattr(trainer, "after_step", poison)
     result = trainer.fit()
     assert result["status"] == "diverged"
     assert result["diverged_at"] == 5

@@ -1,12 +1,19 @@
 """What each regularizer costs (SN paper, Figure 10), measured side by side in one process.
 
     python -m benchmark.bench [--regularizers none,sn,wgangp] [--width 1.0] [--device cuda] ...
+    python -m benchmark.bench --variant plain=speed.fused_adam=false,speed.joint_d_call=false \
+                              --variant compiled=speed.compile=default     # fast paths, side by side
 
 Every regularizer trains the same model on the same random images with the
-trainer's own d_step / g_step. After warm-up, rounds go over the regularizers
-in turn, starting one further each round (so drift of the machine hits all of them alike); the table gives the
-median seconds per generator update (n_dis D steps + 1 G step), per D step and
-per G step, each with its ratio to `none`, and the peak GPU memory.
+trainer's own d_step / g_step, under each variant (a set of config overrides;
+by default one, the config's own speed switches). After warm-up (where
+torch.compile compiles), rounds go over all (variant, regularizer) pairs in
+turn, starting one further each round, so drift of the machine hits all of them
+alike. The table gives the median seconds per generator update (n_dis D steps +
+1 G step), per D step and per G step, each with its ratio to `none` under the
+same variant, the ratio to the first variant, the FLOPs of one update (convs and
+matmuls, forward and backward) with the throughput they imply, and the peak GPU
+memory.
 """
 from __future__ import annotations
 
@@ -18,19 +25,40 @@ import time
 from pathlib import Path
 
 import torch
+from hydra.errors import HydraException
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 import regularizers
 from benchmark.config import compose_config, resolve_device
 from benchmark.results import SCHEMA, environment, write_json
 
 
-def bench_config(regularizer: str, args: argparse.Namespace):
-    overrides = [f"regularizer={regularizer}", f"model={args.model}", f"setting={args.setting}",
-                 f"setting.n_dis={args.n_dis}", f"batch_size={args.batch}", f"device={args.device}",
-                 "progress=false", "budget=smoke", "eval=none"]
+def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str]):
+    base = [f"regularizer={regularizer}", f"model={args.model}", f"setting={args.setting}",
+            f"setting.n_dis={args.n_dis}", f"batch_size={args.batch}", f"device={args.device}",
+            "progress=false", "budget=smoke", "eval=none"]
     if args.model != "mlp":
-        overrides.append(f"model.width={args.width}")
-    return compose_config(overrides)
+        base.append(f"model.width={args.width}")
+    return compose_config(base + overrides)
+
+
+class CountFlops(TorchDispatchMode):
+    """FLOPs of the ops that run inside (torch's formulas: convs and matmuls, forward and
+    backward). torch's own FlopCounterMode cannot count a gradient penalty: its module tracker
+    fails inside autograd.grad."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 def synchronize(device: torch.device) -> None:
@@ -51,11 +79,30 @@ def time_update(trainer, device: torch.device) -> tuple[float, float]:
     return middle - start, time.perf_counter() - middle
 
 
+def update_flops(trainer) -> int:
+    with CountFlops() as counter:
+        for _ in range(trainer.cfg.setting.n_dis):
+            trainer.d_step()
+        trainer.g_step()
+    return counter.total
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    if not name or not overrides:
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE...], "
+                                         "e.g. compiled=speed.compile=default")
+    return name, overrides.split(",")
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--regularizers", default=",".join(sorted(regularizers.REGISTRY)),
                    help="comma-separated; `none` is always added as the reference")
+    p.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="NAME=OVERRIDES",
+                   help="config overrides to time every regularizer under, comma-separated; repeatable "
+                        "(default: one variant, `default`, with none)")
     p.add_argument("--model", default="cnn", choices=["cnn", "resnet", "mlp"])
     p.add_argument("--width", type=float, default=None, help="channel multiplier (default: 1.0 on GPU, 0.5 on CPU)")
     p.add_argument("--size", type=int, default=32, help="image size (32: CIFAR-10, 48: STL-10)")
@@ -64,13 +111,18 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--n-dis", type=int, default=5)
     p.add_argument("--setting", default="A", help="Adam settings (lr matters little for time)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--warmup", type=int, default=1, help="untimed generator updates per regularizer")
-    p.add_argument("--rounds", type=int, default=3, help="timed generator updates per regularizer, interleaved")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed generator updates per pair (default: 3 on GPU, where CUDA graphs record "
+                        "on the first calls; 1 on CPU)")
+    p.add_argument("--rounds", type=int, default=3, help="timed generator updates per pair, interleaved")
     p.add_argument("--out", default="outputs/bench/bench.json", help="where the JSON goes")
     args = p.parse_args(argv)
     unknown = [r for r in args.regularizers.split(",") if r not in regularizers.REGISTRY]
     if unknown:
         p.error(f"unknown regularizer(s) {', '.join(unknown)}; valid: {', '.join(sorted(regularizers.REGISTRY))}")
+    names = [name for name, _ in args.variant]
+    if len(set(names)) < len(names):
+        p.error(f"--variant names must differ, got {', '.join(names)}")
     for name in ("batch", "n_dis", "rounds", "size", "channels"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -82,7 +134,11 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.width is None:
         args.width = 1.0 if device.type == "cuda" else 0.5
+    if args.warmup is None:
+        args.warmup = 3 if device.type == "cuda" else 1
+    variants = dict(args.variant) or {"default": []}
     names = ["none"] + [r for r in args.regularizers.split(",") if r != "none"]
+    pairs = [(v, name) for v in variants for name in names]
     shape = (args.channels, args.size, args.size) if args.model != "mlp" else (2,)
     generator = torch.Generator().manual_seed(0)
     if args.model == "mlp":
@@ -90,48 +146,69 @@ def run(args: argparse.Namespace) -> dict:
     else:
         data = torch.randint(0, 256, (max(1024, args.batch), *shape), dtype=torch.uint8, generator=generator)
 
-    trainers, peak = {}, {}
+    trainers, peak, flops = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            trainers[name] = Trainer(bench_config(name, args), Path(tmp) / name, data=data)
+        first = next(iter(variants))
+        for name in names:  # FLOPs depend on the model and the method, not on the variant: counted eagerly once
+            counted = Trainer(bench_config(name, args, [*variants[first], "speed.compile=false"]),
+                              Path(tmp) / "flops" / name, data=data)
+            flops[name] = update_flops(counted)
+            del counted
+        for pair in pairs:
+            variant, name = pair
+            trainers[pair] = Trainer(bench_config(name, args, variants[variant]), Path(tmp) / variant / name, data=data)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
                 resident = torch.cuda.memory_allocated(device)
             for _ in range(args.warmup):
-                time_update(trainers[name], device)
+                time_update(trainers[pair], device)
             if device.type == "cuda":
-                peak[name] = torch.cuda.max_memory_allocated(device) - resident
-        times = {name: [] for name in names}
+                peak[pair] = torch.cuda.max_memory_allocated(device) - resident
+        times = {pair: [] for pair in pairs}
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate: no one is always first
-                times[name].append(time_update(trainers[name], device))
+            for pair in pairs[r % len(pairs):] + pairs[:r % len(pairs)]:  # rotate: no one is always first
+                times[pair].append(time_update(trainers[pair], device))
 
-    rows = {}
-    for name in names:
-        d = statistics.median(t[0] for t in times[name])
-        g = statistics.median(t[1] for t in times[name])
-        total = statistics.median(t[0] + t[1] for t in times[name])
-        rows[name] = {"seconds_per_generator_update": total, "seconds_per_d_step": d / args.n_dis,
-                      "seconds_per_g_step": g, "peak_memory_bytes": peak.get(name),
-                      "samples": [list(t) for t in times[name]]}
-    for name in names:
-        for key in ("seconds_per_generator_update", "seconds_per_d_step", "seconds_per_g_step"):
-            rows[name][key.replace("seconds_per", "ratio")] = rows[name][key] / rows["none"][key]
-    return {"schema": SCHEMA, "settings": {k: v for k, v in vars(args).items() if k != "out"},
-            "results": rows, "environment": environment(device)}
+    results = {variant: {} for variant in variants}
+    for variant, name in pairs:
+        t = times[variant, name]
+        total = statistics.median(d + g for d, g in t)
+        results[variant][name] = {
+            "seconds_per_generator_update": total,
+            "seconds_per_d_step": statistics.median(d for d, _ in t) / args.n_dis,
+            "seconds_per_g_step": statistics.median(g for _, g in t),
+            "gflop_per_generator_update": flops[name] / 1e9,
+            "tflop_per_second": flops[name] / total / 1e12,
+            "peak_memory_bytes": peak.get((variant, name)),
+            "samples": [list(sample) for sample in t],
+        }
+    for rows in results.values():
+        for name, row in rows.items():
+            for key in ("seconds_per_generator_update", "seconds_per_d_step", "seconds_per_g_step"):
+                row[key.replace("seconds_per", "ratio")] = row[key] / rows["none"][key]
+            row["ratio_to_first_variant"] = (row["seconds_per_generator_update"]
+                                             / results[first][name]["seconds_per_generator_update"])
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "variant")}
+    return {"schema": SCHEMA, "settings": settings, "variants": variants, "results": results,
+            "environment": environment(device)}
 
 
 def table(report: dict) -> str:
     env, s = report["environment"], report["settings"]
+    first = next(iter(report["variants"]))
     lines = [f"{s['model']} width {s['width']}, batch {s['batch']}, n_dis {s['n_dis']}, {s['size']}px, "
-             f"device {env['device']} ({env['device_name']}), median of {s['rounds']} interleaved updates",
-             f"{'regularizer':<12}{'s/G-update':>12}{'ratio':>8}{'s/D-step':>11}{'ratio':>8}"
-             f"{'s/G-step':>11}{'ratio':>8}{'peak MiB':>10}"]
-    for name, r in report["results"].items():
-        mem = f"{r['peak_memory_bytes'] / 2**20:.0f}" if r["peak_memory_bytes"] is not None else "n/a"
-        lines.append(f"{name:<12}{r['seconds_per_generator_update']:>12.4f}{r['ratio_generator_update']:>8.3f}"
-                     f"{r['seconds_per_d_step']:>11.4f}{r['ratio_d_step']:>8.3f}"
-                     f"{r['seconds_per_g_step']:>11.4f}{r['ratio_g_step']:>8.3f}{mem:>10}")
+             f"device {env['device']} ({env['device_name']}), median of {s['rounds']} interleaved updates"]
+    for variant, rows in report["results"].items():
+        lines += ["", f"variant {variant}: {', '.join(report['variants'][variant]) or 'the config defaults'}",
+                  f"{'regularizer':<12}{'s/G-update':>12}{'ratio':>8}{'s/D-step':>11}{'ratio':>8}"
+                  f"{'s/G-step':>11}{'ratio':>8}{'vs ' + first:>14}{'GFLOP':>8}{'TFLOP/s':>9}{'peak MiB':>10}"]
+        for name, r in rows.items():
+            mem = f"{r['peak_memory_bytes'] / 2**20:.0f}" if r["peak_memory_bytes"] is not None else "n/a"
+            lines.append(f"{name:<12}{r['seconds_per_generator_update']:>12.4f}{r['ratio_generator_update']:>8.3f}"
+                         f"{r['seconds_per_d_step']:>11.4f}{r['ratio_d_step']:>8.3f}"
+                         f"{r['seconds_per_g_step']:>11.4f}{r['ratio_g_step']:>8.3f}"
+                         f"{r['ratio_to_first_variant']:>14.3f}{r['gflop_per_generator_update']:>8.1f}"
+                         f"{r['tflop_per_second']:>9.3f}{mem:>10}")
     return "\n".join(lines)
 
 
@@ -139,7 +216,7 @@ def main(argv=None) -> None:
     args = parse(argv)
     try:
         report = run(args)
-    except ValueError as err:  # bad device, a model that does not fit the size, ...
+    except (ValueError, HydraException) as err:  # bad device or override, a model that does not fit the size
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(table(report))

@@ -85,6 +85,18 @@ def test_a_fast_switch_trains_what_the_plain_path_trains(tiny_config, tmp_path, 
     assert_fast_path_matches_plain(tiny_config, tmp_path, regularizer, switch)
 
 
+def test_the_switches_take_effect(tiny_config, tmp_path):
+    """So that the comparisons above are not between two plain paths."""
+    trainer = Trainer(tiny_config("regularizer=sn", "speed.channels_last=true", "speed.fused_adam=true",
+                                  "speed.cudnn_benchmark=true", "speed.tf32=true"), tmp_path)
+    conv = trainer.D.conv2.parametrizations.weight.original  # conv1 has one input channel: both layouts at once
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert all(group["fused"] for opt in (trainer.opt_d, trainer.opt_g) for group in opt.param_groups)
+    assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    Trainer(tiny_config("regularizer=sn"), tmp_path / "defaults")
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+
+
 @pytest.mark.parametrize("regularizer", sorted(set(regularizers.REGISTRY) - {"bn"}))
 def test_one_joint_d_call_scores_each_sample_as_separate_calls_do(tiny_config, tmp_path, regularizer):
     trainer = Trainer(tiny_config(f"regularizer={regularizer}"), tmp_path)

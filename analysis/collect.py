@@ -61,6 +61,18 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def read_bench(path: Path) -> pd.DataFrame:
+    """`make bench`'s JSON as one row per (variant, regularizer), with the device it ran on."""
+    report = read_json(path)
+    if "variants" not in report:
+        raise SchemaError(f"{path} was written by an older make bench (no variants); run make bench again")
+    env = report["environment"]
+    rows = [{"variant": variant, "regularizer": name, "device": env["device"], "device_name": env["device_name"],
+             **{k: v for k, v in row.items() if k != "samples"}}
+            for variant, results in report["results"].items() for name, row in results.items()]
+    return pd.DataFrame(rows)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []

@@ -284,6 +284,26 @@ def cost_bars(runs: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def bench_bars(bench: pd.DataFrame) -> plt.Figure:
+    """`make bench`'s ratios to `none` (measured side by side in one process), one bar per variant."""
+    variants = list(dict.fromkeys(bench.variant))
+    regs = sorted(set(bench.regularizer))
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(regs) * len(variants)), 3.2))
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        rows = bench[bench.variant == variant].set_index("regularizer").reindex(regs)
+        none_s = rows.loc["none", "seconds_per_generator_update"]
+        ax.bar(np.arange(len(regs)) + (i - (len(variants) - 1) / 2) * width, rows.ratio_generator_update,
+               width, label=f"{variant} (none: {none_s * 1e3:.1f} ms / G update)", color=f"C{i}")
+    ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
+    ax.set_xticks(np.arange(len(regs)), regs, rotation=45)
+    ax.set_ylabel("time per G update / none's")
+    ax.set_title(f"cost of each method, make bench on {bench.device_name.iloc[0]}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------ samples
 def sample_grids(chosen: dict[str, str]) -> plt.Figure:
     regs = sorted(r for r in chosen if (Path(chosen[r]) / "samples" / "final.png").is_file())

@@ -3,6 +3,7 @@
     python -m analysis.report [SWEEP_DIR ...] [--out DIR]     (make figures SWEEP=...)
 
 Default input: the newest folder under multirun/; default output: figures/<its name>/.
+The timings of `make bench` (outputs/bench/bench.json, or --bench FILE) get a section too.
 Reads result files only, writes only into the output folder.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks keep their inline backend)
 
 from analysis import figures as F  # noqa: E402
-from analysis.collect import SchemaError, collect  # noqa: E402
+from analysis.collect import SchemaError, collect, read_bench  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
 
 STATUSES = ("completed", "diverged", "failed", "running", "started")
@@ -37,7 +38,23 @@ def protocol_note(metrics: list[str]) -> str | None:
         f"{k}: {', '.join(v)}" for k, v in sorted(mixed.items()))
 
 
-def make_report(paths: list[Path], out_dir: Path) -> Path:
+DEFAULT_BENCH = Path("outputs/bench/bench.json")
+
+
+def bench_section(path: Path, out_dir: Path) -> list[str]:
+    bench = read_bench(path)
+    F.save(F.bench_bars(bench), out_dir, "bench")
+    md = ["## Cost measured side by side (make bench)", "", f"From `{path}`, on {bench.device_name.iloc[0]}.", "",
+          "![bench](bench.png)", "",
+          "| variant | regularizer | s / G update | ratio to none | s / D step | s / G step | GFLOP / G update |",
+          "|---|---|---|---|---|---|---|"]
+    md += [f"| {r.variant} | {r.regularizer} | {r.seconds_per_generator_update:.4f} | {r.ratio_generator_update:.3f} "
+           f"| {r.seconds_per_d_step:.4f} | {r.seconds_per_g_step:.4f} | {r.gflop_per_generator_update:.1f} |"
+           for r in bench.itertuples()]
+    return md + [""]
+
+
+def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None) -> Path:
     runs, evals = collect(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = F.metric_columns(runs)
@@ -78,6 +95,8 @@ def make_report(paths: list[Path], out_dir: Path) -> Path:
         md += [f"| {r.regularizer} | {r.seconds_per_generator_update:.4f} | {F._fmt(r.ratio_to_none)} |"
                for r in cost.itertuples()]
         md += [""]
+    if bench is not None:
+        md += bench_section(bench, out_dir)
     failed = runs[runs.status == "failed"]
     if not failed.empty:
         md += ["## Failed runs", ""] + [f"- `{r.run}`: {r.error}" for r in failed.itertuples()] + [""]
@@ -92,11 +111,15 @@ def main(argv=None) -> Path:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweeps", nargs="*", type=Path)
     p.add_argument("--out", type=Path)
+    p.add_argument("--bench", type=Path, help=f"make bench's JSON (default: {DEFAULT_BENCH}, if it exists)")
     args = p.parse_args(argv)
     try:
         paths = args.sweeps or [newest_sweep()]
         out = args.out or Path("figures") / paths[0].resolve().name
-        report = make_report(paths, out)
+        if args.bench is not None and not args.bench.is_file():
+            raise FileNotFoundError(f"--bench {args.bench}: no such file (make bench writes {DEFAULT_BENCH})")
+        bench = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
+        report = make_report(paths, out, bench)
     except (FileNotFoundError, SchemaError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -151,3 +151,19 @@ def test_notebooks_run_top_to_bottom_on_a_sweep(name, small_real_sweep):
     assert images, "the notebook drew no figure"
     errors = [o for c in book.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+def test_report_draws_the_timings_of_make_bench(synthetic_sweep, tmp_path):
+    from benchmark import bench
+    timings = tmp_path / "bench.json"
+    bench.main(["--regularizers", "sn", "--width", "0.0625", "--batch", "8", "--n-dis", "1", "--rounds", "1",
+                "--variant", "plain=speed.fused_adam=false", "--variant", "fused=speed.fused_adam=true",
+                "--out", str(timings)])
+    path = report.main([str(synthetic_sweep), "--out", str(tmp_path / "figures"), "--bench", str(timings)])
+    assert matplotlib.image.imread(tmp_path / "figures" / "bench.png").size > 1000
+    text = path.read_text()
+    assert "## Cost measured side by side (make bench)" in text
+    assert "| fused | sn |" in text and "| plain | none |" in text
+    with pytest.raises(SystemExit) as err:
+        report.main([str(synthetic_sweep), "--out", str(tmp_path / "f2"), "--bench", str(tmp_path / "missing.json")])
+    assert err.value.code == 2

@@ -17,6 +17,9 @@ from benchmark.speed import COMPILE_MODES
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
+LR_DECAYS = ("none", "linear")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -63,6 +66,9 @@ def validate(cfg) -> torch.device:
         v = s[key]
         _check(p, isinstance(v, (int, float)) and 0 <= v < 1, f"setting.{key}", v, "must be in [0, 1)")
     _check(p, _is_int(s.n_dis) and s.n_dis >= 1, "setting.n_dis", s.n_dis, "must be an integer >= 1")
+    _check(p, s.lr_decay in LR_DECAYS, "setting.lr_decay", s.lr_decay, f"valid: {', '.join(LR_DECAYS)}")
+    _check(p, _is_int(s.g_batch_multiplier) and s.g_batch_multiplier >= 1, "setting.g_batch_multiplier",
+           s.g_batch_multiplier, "must be an integer >= 1")
     _check(p, _is_int(cfg.batch_size) and cfg.batch_size >= 1, "batch_size", cfg.batch_size, "must be an integer >= 1")
     _check(p, _is_int(cfg.z_dim) and cfg.z_dim >= 1, "z_dim", cfg.z_dim, "must be an integer >= 1")
     _check(p, _is_int(cfg.seed) and cfg.seed >= 0, "seed", cfg.seed, "must be an integer >= 0")

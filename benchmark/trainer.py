@@ -134,14 +134,24 @@ class Trainer:
     def g_step(self) -> torch.Tensor:
         self.D.requires_grad_(False)  # no gradients for D's weights in G's update
         with parametrize.cached():
-            loss = self.g_loss(self.sample_z(self.cfg.batch_size))
+            loss = self.g_loss(self.sample_z(self.cfg.batch_size * self.cfg.setting.g_batch_multiplier))
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         return loss.detach()
 
+    def set_learning_rate(self) -> None:
+        """setting.lr_decay=linear: both learning rates fall linearly from lr to 0 over the budget,
+        as in Gulrajani et al.'s and the SN authors' ResNet code. Derived from the iteration, so a
+        resumed run needs no scheduler state."""
+        if self.cfg.setting.lr_decay == "linear":
+            lr = self.cfg.setting.lr * (1.0 - self.iteration / self.total)
+            for group in (*self.opt_d.param_groups, *self.opt_g.param_groups):
+                group["lr"] = lr
+
     def train_one_update(self) -> None:
+        self.set_learning_rate()
         for _ in range(self.cfg.setting.n_dis):
             d_loss, penalty = self.d_step()
         g_loss = self.g_step()

@@ -1,24 +1,35 @@
-"""Weight clipping (Arjovsky et al. 2017): after every D update, every parameter of D
-is clamped to [-c, c] (WGAN's Algorithm 1 clips all of them, biases included)."""
+"""Weight clipping (Arjovsky et al. 2017): after every D update, D's weights are clamped
+to [-c, c]. `params`: which tensors. The SN paper clips "the convolutional weight of each
+layer" (Sec. 4.1), so `weights` (every Linear/Conv weight, biases untouched) is the
+default; WGAN's Algorithm 1 and its code clamp every parameter, biases included: `all`."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer
+from regularizers.base import Regularizer, weight_layers
+
+PARAMS = ("weights", "all")
 
 
 class WeightClipping(Regularizer):
     name = "wc"
 
-    def __init__(self, c: float = 0.01):
+    def __init__(self, c: float = 0.01, params: str = "weights"):
         if c <= 0:
             raise ValueError(f"regularizer.c must be > 0, got {c}")
-        self.c = c
+        if params not in PARAMS:
+            raise ValueError(f"regularizer.params={params!r}; valid: {', '.join(PARAMS)}")
+        self.c, self.params = c, params
+        self.clipped: list[torch.Tensor] = []
+
+    def attach(self, D: nn.Module) -> nn.Module:
+        self.clipped = (list(D.parameters()) if self.params == "all"
+                        else [layer.weight for _, layer in weight_layers(D)])
+        return D
 
     @torch.no_grad()
     def after_step(self, D: nn.Module) -> None:
-        # the for-each kernels clamp every parameter in two launches, not two per parameter
-        params = list(D.parameters())
-        torch._foreach_clamp_min_(params, -self.c)
-        torch._foreach_clamp_max_(params, self.c)
+        # the for-each kernels clamp every tensor in two launches, not two per tensor
+        torch._foreach_clamp_min_(self.clipped, -self.c)
+        torch._foreach_clamp_max_(self.clipped, self.c)

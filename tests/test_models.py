@@ -60,3 +60,15 @@ def test_width_multiplier_scales_channels():
 def test_models_reject_data_they_do_not_fit(model, shape, message):
     with pytest.raises(ValueError, match=message):
         build_models(compose_config([f"model={model}"]).model, shape, 128)
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("shape,params", [((3, 32, 32), 1_053_825), ((3, 48, 48), 10_141_441)])
+def test_resnet_d_has_the_authors_parameter_count(shape, params):
+    """sngan_projection's D blocks keep hidden = in_channels (their first, optimized block maps
+    in -> out): 1.05M parameters at 32px (Table 4) and 10.1M at 48px (Table 5), not 19.5M."""
+    _, D = build_models(compose_config(["model=resnet"]).model, shape, z_dim=128)
+    assert _count(D) == params

@@ -151,3 +151,32 @@ def test_cli_run_resumes_from_its_directory_and_refuses_a_corrupt_checkpoint(ima
     assert corrupt.returncode == 2
     assert "checkpoint.pt cannot be read" in corrupt.stderr and "left in place" in corrupt.stderr
     assert (run_dir / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+
+
+def test_opt_setting_decays_lr_linearly_to_zero_and_draws_g_batch_at_twice(tiny_config, tmp_path, monkeypatch):
+    """The ResNet runs as Gulrajani et al.'s and the SN authors' code ran them (PAPER.md, `opt`)."""
+    trainer = Trainer(tiny_config("setting=opt", "budget.iterations=4"), tmp_path)
+    lrs, g_batches = [], []
+    original_g_loss, original_update = trainer.g_loss, trainer.train_one_update
+
+    def g_loss(z):
+        g_batches.append(len(z))
+        return original_g_loss(z)
+
+    def update():
+        original_update()
+        lrs.append({g["lr"] for opt in (trainer.opt_d, trainer.opt_g) for g in opt.param_groups})
+
+    monkeypatch.setattr(trainer, "g_loss", g_loss)
+    monkeypatch.setattr(trainer, "train_one_update", update)
+    trainer.fit()
+    batch = trainer.cfg.batch_size
+    assert g_batches == [2 * batch] * 4
+    assert all(len(s) == 1 for s in lrs)  # G and D share the schedule
+    assert [s.pop() for s in lrs] == pytest.approx([2e-4 * (1 - k / 4) for k in range(4)])
+
+
+def test_settings_a_to_f_keep_a_constant_lr_and_one_g_batch(tiny_config, tmp_path):
+    for name in "ABCDEF":
+        s = tiny_config(f"setting={name}").setting
+        assert (s.lr_decay, s.g_batch_multiplier) == ("none", 1), name

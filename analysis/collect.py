@@ -6,6 +6,9 @@
 result.json): its status (completed | diverged | failed | running | started),
 the config keys that tell runs apart, cost, final losses and one column per
 final metric, named by its protocol (`fid5k_10k`, `mixture10k_modes`, ...).
+`config` holds the run's identity (benchmark.contract.identity: every resolved key
+but the seed and placement) and `config_id` its digest; `null_metrics` the metrics
+that were evaluated but have no value (mixture KL when no sample is good).
 `evals`: one row per (run, evaluation, metric) from metrics.jsonl, long form.
 `sigma_over_training`: one row per (run, logged iteration, D layer).
 """
@@ -17,6 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from omegaconf import OmegaConf
+
+from benchmark.contract import config_id, identity
 
 SCHEMA = 1
 # Config keys that identify a run in tables and figures: (column, path in the config).
@@ -88,14 +94,15 @@ def run_record(run_dir: Path) -> dict:
     result = read_json(result_path) if result_path.is_file() else None
     if result is not None and "config" in result:
         cfg = result["config"]
-    else:  # in progress: the composed config Hydra saved (interpolations left as written)
-        cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    else:  # in progress: the composed config Hydra saved
+        cfg = _resolved(yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()))
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if result is not None:
         status = result["status"]
     else:
         status = "running" if rows else "started"
-    record = {"run_dir": str(run_dir), "run": run_dir.name, "status": status}
+    record = {"run_dir": str(run_dir), "run": run_dir.name, "status": status,
+              "config": identity(cfg), "config_id": config_id(cfg)}
     record.update({column: _get(cfg, path) for column, path in KEYS})
     result = result or {}
     last_log = next((r for r in reversed(rows) if "d_loss" in r), {})
@@ -113,7 +120,16 @@ def run_record(run_dir: Path) -> dict:
     })
     metrics = result.get("metrics") or next((r["metrics"] for r in reversed(rows) if "metrics" in r), {})
     record.update(metrics)
+    record["null_metrics"] = tuple(sorted(k for k, v in metrics.items() if v is None))
     return record
+
+
+def _resolved(cfg: dict) -> dict:
+    """Interpolations resolved where they can be (${eval.smoke_metrics}); left as written where not."""
+    try:
+        return OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)
+    except Exception:  # e.g. a resolver only the training process registers
+        return cfg
 
 
 def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:

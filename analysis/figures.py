@@ -1,12 +1,15 @@
-"""The SN paper's comparison figures and tables, from the DataFrames of analysis.collect.
+"""The SN paper's comparison figures and tables, from an analysis.compare.Comparison.
 
-Each function takes the frames (and a metric name where it matters), draws one
-figure and returns it; `save` writes PNG and PDF. Metrics of different
-protocols are never drawn in one panel: every metric column is its own figure.
+Each function takes the comparison (and a metric name where it matters), draws one
+figure and returns it; `save` writes PNG and PDF. Metrics of different protocols are
+never drawn in one panel (every metric is its own figure), and configurations are never
+pooled: a panel per context (the keys that vary besides method, setting and seed),
+labelled by what varies, with what every run shares said once in the caption.
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import final_spectra, sigma_over_training
+from analysis.compare import Comparison, bootstrap_ci
+from benchmark.contract import higher_is_better
 
 # SN paper Table 2 (Inception score, FID) under its own protocol: is50k_10splits and fid5k_10k.
 # Keys: (dataset, model, loss, regularizer); "ns" is the paper's standard loss.
@@ -30,95 +35,95 @@ PAPER_TABLE_2 = {
     ("stl10", "resnet", "hinge", "ortho"): (8.72, 42.4), ("stl10", "resnet", "hinge", "sn"): (9.10, 40.1),
 }
 PAPER_PROTOCOL = {"is50k_10splits": 0, "fid5k_10k": 1}
-BOOKKEEPING = {"run_dir", "run", "status", "iteration", "iterations_planned", "diverged_at", "error",
-               "seconds_per_generator_update", "train_seconds", "d_loss", "g_loss", "max_spectral_norm",
-               "dataset", "model", "width", "regularizer", "loss", "setting", "lr", "beta1", "beta2", "n_dis",
-               "seed", "batch_size"}
 
 
-def metric_columns(runs: pd.DataFrame) -> list[str]:
-    """The final metrics present, one per protocol (their `_std` companions left out)."""
-    return sorted(c for c in runs.columns if c not in BOOKKEEPING and not c.endswith("_std"))
-
-
-def higher_is_better(metric: str) -> bool:
-    return not any(key in metric for key in ("fid", "kid", "_kl"))
+def paper_value(row, metric: str):
+    """The SN paper's Table 2 number for a summary row, only where the run is the paper's:
+    the same protocol, dataset, model, loss and method, at full width, 100K updates and an
+    unmodified Table 1 setting. Anything else is another experiment and gets no paper number."""
+    if metric not in PAPER_PROTOCOL or row.setting is None or row.setting != row.setting_name:
+        return None
+    if row.iterations != 100000 or (row.width is not None and row.width != 1.0):
+        return None
+    values = PAPER_TABLE_2.get((row.dataset, row.model, row.loss, row.regularizer))
+    return None if values is None else values[PAPER_PROTOCOL[metric]]
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path in paths:
-        fig.savefig(path, bbox_inches="tight", dpi=120)
+    for path in paths:  # atomically: a half-drawn figure never replaces a whole one
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        fig.savefig(tmp, bbox_inches="tight", dpi=120)
+        os.replace(tmp, path)
     plt.close(fig)
     return paths
 
 
-def _ok(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    values = pd.to_numeric(runs[metric], errors="coerce") if metric in runs else pd.Series(dtype=float)
-    return runs[(runs.status == "completed") & values.notna()].assign(value=values)
+def _direction(metric: str) -> str:
+    return "higher is better" if higher_is_better(metric) else "lower is better"
+
+
+def _yerr(means, lows, highs) -> np.ndarray:
+    means, lows, highs = (np.asarray(x, dtype=float) for x in (means, lows, highs))
+    return np.nan_to_num(np.vstack([means - lows, highs - means]), nan=0.0)
+
+
+def _caption(fig: plt.Figure, text: str, comparison: Comparison) -> None:
+    common = comparison.caption()
+    fig.suptitle(text + (f"\n{common}" if common else ""), fontsize=8)
+
+
+def _panels(n: int, width: float, height: float):
+    fig, axes = plt.subplots(n, 1, figsize=(width, height * n), squeeze=False)
+    return fig, axes[:, 0]
 
 
 # ------------------------------------------------------------------ Figures 1 and 2
-def settings_bars(runs: pd.DataFrame, metric: str) -> plt.Figure:
-    """Final `metric` of every regularizer under every setting, one panel per dataset: the mean
-    over seeds with a +-1 std error bar; runs that diverged or failed are marked, not dropped."""
-    datasets = sorted(runs.dataset.dropna().unique())
-    regs = sorted(runs.regularizer.dropna().unique())
-    settings = sorted(runs.setting.dropna().unique())
-    fig, axes = plt.subplots(len(datasets), 1, figsize=(max(6, 1.1 * len(settings) * max(1, len(regs)) / 4),
-                                                         3.2 * len(datasets)), squeeze=False)
-    width = 0.8 / max(1, len(regs))
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(regs), 2)))
-    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
-        part = runs[runs.dataset == dataset]
-        ok = _ok(part, metric)
-        for i, reg in enumerate(regs):
-            x = np.arange(len(settings)) + (i - (len(regs) - 1) / 2) * width
-            stats = [ok[(ok.regularizer == reg) & (ok.setting == s)].value for s in settings]
-            means = [v.mean() if len(v) else np.nan for v in stats]
-            stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in stats]  # sample std, as in the tables
-            ax.bar(x, means, width, yerr=stds, color=colors[i], label=reg, capsize=1.5, linewidth=0)
-            for xi, s in zip(x, settings, strict=True):
-                these = part[(part.regularizer == reg) & (part.setting == s)]
-                bad = int(these.status.isin(["diverged", "failed"]).sum())
-                if bad:  # shown, not dropped: a red cross at the axis with the count
-                    ax.plot(xi, 0, marker="x", color="red", markersize=5, clip_on=False)
-                    ax.annotate(str(bad), (xi, 0), textcoords="offset points", xytext=(0, 4), fontsize=6,
-                                color="red", ha="center")
-        ax.set_xticks(np.arange(len(settings)), settings)
+def settings_bars(comparison: Comparison, metric: str) -> plt.Figure:
+    """Final `metric` of every method under every setting, one panel per context: the mean over
+    seeds with its 95% bootstrap interval; n under each bar; diverged/failed seeds in red."""
+    table = comparison.summary(metric)
+    contexts = sorted(table.context.unique())
+    n_settings = max(len(comparison.settings(c)) for c in contexts)
+    n_methods = max(len(comparison.methods(c)) for c in contexts)
+    fig, axes = _panels(len(contexts), max(6, 1.1 * n_settings * max(1, n_methods) / 4), 3.4)
+    for ax, context in zip(axes, contexts, strict=True):
+        part = table[table.context == context]
+        methods, settings = comparison.methods(context), comparison.settings(context)
+        width = 0.8 / max(1, len(methods))
+        colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
+        for i, method in enumerate(methods):
+            rows = part[part.method == method].set_index("setting").reindex(settings)
+            x = np.arange(len(settings)) + (i - (len(methods) - 1) / 2) * width
+            ax.bar(x, rows["mean"], width, yerr=_yerr(rows["mean"], rows.ci_low, rows.ci_high), color=colors[i],
+                   label=method, capsize=1.5, linewidth=0)
+            for xi, r in zip(x, rows.itertuples(), strict=True):
+                if isinstance(r.seeds, (int, np.integer)) or (isinstance(r.seeds, float) and not math.isnan(r.seeds)):
+                    ax.annotate(f"{int(r.n)}", (xi, 0), textcoords="offset points", xytext=(0, -8), fontsize=5,
+                                ha="center", color="0.3", annotation_clip=False)
+                    bad = int(r.diverged + r.failed + r.no_value)
+                    if bad:
+                        ax.annotate(f"x{bad}", (xi, 0), textcoords="offset points", xytext=(0, -15), fontsize=6,
+                                    ha="center", color="red", fontweight="bold", annotation_clip=False)
+        ax.set_xticks(np.arange(len(settings)), settings, fontsize=7)
+        ax.tick_params(axis="x", pad=17)
         ax.set_ylabel(metric)
-        best = "higher is better" if higher_is_better(metric) else "lower is better"
-        ax.set_title(f"{dataset}: {metric} ({best}); mean +- sample std over seeds; red x = diverged/failed runs",
-                     fontsize=9)
-    axes[0, 0].legend(ncol=min(6, len(regs)), fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12))
+        ax.set_title(f"{context}  ({_direction(metric)})", fontsize=8)
+        ax.legend(ncol=min(6, len(methods)), fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.16))
+    _caption(fig, f"{metric} by setting: mean over seeds, 95% bootstrap interval; n scored seeds below each bar; "
+                  f"red xN = diverged/failed/no-value seeds ({comparison.failed})", comparison)
     fig.tight_layout()
     return fig
 
 
 # ------------------------------------------------------------------ Table 2
-def best_setting_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (dataset, model, loss, regularizer): the setting with the best mean over seeds, its
-    mean and std, how many seeds, and the paper's number where the protocol is the paper's."""
-    rows = []
-    ok = _ok(runs, metric)
-    for key, group in runs.groupby(["dataset", "model", "loss", "regularizer"], dropna=False):
-        per_setting = ok[ok.set_index(["dataset", "model", "loss", "regularizer"]).index.isin([key])]
-        per_setting = per_setting.groupby("setting").value.agg(["mean", "std", "count"])
-        bad = int(group.status.isin(["diverged", "failed"]).sum())
-        if per_setting.empty:
-            rows.append({"dataset": key[0], "model": key[1], "loss": key[2], "regularizer": key[3],
-                         "best_setting": None, "mean": np.nan, "std": np.nan, "seeds": 0, "diverged_or_failed": bad})
-            continue
-        best = per_setting["mean"].idxmax() if higher_is_better(metric) else per_setting["mean"].idxmin()
-        row = per_setting.loc[best]
-        rows.append({"dataset": key[0], "model": key[1], "loss": key[2], "regularizer": key[3],
-                     "best_setting": best, "mean": row["mean"], "std": 0.0 if row["count"] < 2 else row["std"],
-                     "seeds": int(row["count"]), "diverged_or_failed": bad})
-    table = pd.DataFrame(rows)
+def best_setting_table(comparison: Comparison, metric: str) -> pd.DataFrame:
+    """Per (context, method): its best setting, the mean and 95% interval over seeds, n, the
+    failure counts, and the paper's number where the run is the paper's experiment."""
+    table = comparison.best_settings(metric)
     if metric in PAPER_PROTOCOL and not table.empty:
-        table["paper"] = [PAPER_TABLE_2.get((r.dataset, r.model, r.loss, r.regularizer), (None, None))[
-            PAPER_PROTOCOL[metric]] for r in table.itertuples()]
+        table["paper"] = [paper_value(r, metric) for r in table.itertuples()]
     return table
 
 
@@ -128,95 +133,172 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def table_markdown(table: pd.DataFrame, metric: str) -> str:
-    head = ["dataset", "model", "loss", "regularizer", "best setting", f"{metric} (mean +- std)", "seeds",
-            "diverged/failed"] + (["paper"] if "paper" in table else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _estimate(r) -> str:
+    if r.n >= 2:
+        return f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+    if r.n == 1 and not math.isnan(r.split_std):
+        return f"{_fmt(r.mean)} +- {_fmt(r.split_std, 2)} (split std)"
+    return _fmt(r.mean)
+
+
+def _table_rows(table: pd.DataFrame, comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    context = len(comparison.labels.context_keys) > 0
+    head = (["context"] if context else []) + ["method", "best setting", "mean [95% CI]", "n / seeds",
+                                               "diverged / failed / no value"] + (["paper"] if "paper" in table else [])
+    rows = []
     for r in table.itertuples():
-        cells = [r.dataset, r.model, r.loss, r.regularizer, _fmt(r.best_setting),
-                 f"{_fmt(r.mean)} +- {_fmt(r.std, 2)}", str(r.seeds), str(r.diverged_or_failed)]
+        cells = ([r.context] if context else []) + [
+            r.method, _fmt(r.setting), _estimate(r), f"{r.n} / {r.seeds}", f"{r.diverged} / {r.failed} / {r.no_value}"]
         if "paper" in table:
             cells.append(_fmt(r.paper))
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    if metric in PAPER_PROTOCOL:
-        lines.append(f"\nPaper values: SN paper Table 2, same protocol ({metric}).")
-    else:
-        lines.append(f"\nNo paper values: the SN paper reports is50k_10splits and fid5k_10k; {metric} is another "
-                     f"protocol, so its numbers are not comparable to the paper's.")
-    return "\n".join(lines)
+        rows.append(cells)
+    return head, rows
 
 
-def table_latex(table: pd.DataFrame, metric: str) -> str:
+def table_caption(comparison: Comparison, metric: str) -> str:
+    paper = (f"Paper: SN paper Table 2 under the same protocol ({metric}), shown only for the paper's own "
+             f"experiment (full width, 100K updates, an unmodified setting); its +- is the std over the 10 IS "
+             f"splits for the standard CNN and over seeds for the ResNets." if metric in PAPER_PROTOCOL else
+             f"No paper values: the SN paper reports is50k_10splits and fid5k_10k; {metric} is another protocol.")
+    common = comparison.caption()
+    return (f"Best setting per method by {metric} ({_direction(metric)}). {comparison.policy_text()} "
+            + (f"Common to every run: {common}. " if common else "") + paper)
+
+
+def table_markdown(table: pd.DataFrame, metric: str, comparison: Comparison) -> str:
+    head, rows = _table_rows(table, comparison)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n\n" + table_caption(comparison, metric)
+
+
+def table_latex(table: pd.DataFrame, metric: str, comparison: Comparison) -> str:
     def esc(text: str) -> str:
-        return str(text).replace("_", r"\_")
-    paper = "paper" in table
-    cols = "lllll" + "r" * (3 + paper)
-    lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & ".join(["dataset", "model", "loss", "regularizer", "setting", esc(metric), "seeds", "div./failed"]
-                        + (["paper"] if paper else [])) + r" \\", r"\midrule"]
-    for r in table.itertuples():
-        cells = [esc(r.dataset), esc(r.model), esc(r.loss), esc(r.regularizer), esc(_fmt(r.best_setting)),
-                 rf"{_fmt(r.mean)} $\pm$ {_fmt(r.std, 2)}", str(r.seeds), str(r.diverged_or_failed)]
-        if paper:
-            cells.append(_fmt(r.paper))
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+        return str(text).replace("_", r"\_").replace("%", r"\%")
+    head, rows = _table_rows(table, comparison)
+    lines = [rf"\begin{{tabular}}{{{'l' * len(head)}}}", r"\toprule", " & ".join(map(esc, head)) + r" \\", r"\midrule"]
+    lines += [" & ".join(esc(c).replace("+-", r"$\pm$") for c in cells) + r" \\" for cells in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", "% " + esc(table_caption(comparison, metric))]
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ learning curves
-def learning_curves(runs: pd.DataFrame, evals: pd.DataFrame, metric: str) -> plt.Figure:
-    """`metric` against generator updates and against training seconds, one line per regularizer
-    at its best setting (mean over seeds)."""
-    fig, (by_iter, by_time) = plt.subplots(1, 2, figsize=(10, 3.6))
-    table = best_setting_table(runs, metric)
-    data = evals[evals.metric == metric]
-    for r in table.dropna(subset=["best_setting"]).itertuples():
-        sel = data[(data.regularizer == r.regularizer) & (data.setting == r.best_setting) & (data.dataset == r.dataset)]
-        if sel.empty:
-            continue
-        curve = sel.groupby("iteration").agg(value=("value", "mean"), seconds=("seconds", "mean"))
-        label = f"{r.regularizer} ({r.best_setting})"
-        by_iter.plot(curve.index, curve.value, marker=".", label=label)
-        by_time.plot(curve.seconds, curve.value, marker=".", label=label)
-    by_iter.set_xlabel("generator updates")
-    by_time.set_xlabel("training seconds")
-    for ax in (by_iter, by_time):
+def _curve(evals: pd.DataFrame, run_dirs: list[str], metric: str) -> pd.DataFrame:
+    data = evals[(evals.metric == metric) & evals.run_dir.isin(run_dirs)]
+    data = data.assign(value=pd.to_numeric(data.value, errors="coerce")).dropna(subset=["value"])
+    rows = []
+    for iteration, part in data.groupby("iteration"):
+        low, high = bootstrap_ci(part.value)
+        rows.append({"iteration": iteration, "seconds": part.seconds.mean(), "mean": part.value.mean(),
+                     "low": low, "high": high, "n": len(part)})
+    return pd.DataFrame(rows, columns=["iteration", "seconds", "mean", "low", "high", "n"])
+
+
+def learning_curves(comparison: Comparison, metric: str) -> plt.Figure:
+    """`metric` against generator updates and training seconds, a line per method at its best
+    setting: the mean over the seeds evaluated at that point, with its 95% bootstrap band
+    (a seed that diverged stops contributing where its evaluations stop)."""
+    best = comparison.best_settings(metric).dropna(subset=["setting"])
+    contexts = sorted(best.context.unique()) or ["all runs"]
+    fig, axes = plt.subplots(len(contexts), 2, figsize=(10, 3.4 * len(contexts)), squeeze=False)
+    runs = comparison.runs
+    for (by_iter, by_time), context in zip(axes, contexts, strict=True):
+        for r in best[best.context == context].itertuples():
+            dirs = list(runs[(runs.context == context) & (runs.method == r.method)
+                             & (runs.setting_label == r.setting)].run_dir)
+            curve = _curve(comparison.evals, dirs, metric)
+            if curve.empty:
+                continue
+            label = f"{r.method} ({r.setting})"
+            line, = by_iter.plot(curve.iteration, curve["mean"], marker=".", label=label)
+            by_time.plot(curve.seconds, curve["mean"], marker=".", color=line.get_color(), label=label)
+            if curve.low.notna().any():
+                by_iter.fill_between(curve.iteration, curve.low, curve.high, color=line.get_color(), alpha=0.15)
+        by_iter.set_xlabel("generator updates")
+        by_time.set_xlabel("training seconds")
+        by_iter.set_title(context, fontsize=8)
+        for ax in (by_iter, by_time):
+            ax.set_ylabel(metric)
+        if by_time.lines:
+            by_time.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    _caption(fig, f"{metric} during training ({_direction(metric)}), each method at its best setting: mean over "
+                  f"seeds, 95% bootstrap band", comparison)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ Figure 11
+def ndis_contexts(comparison: Comparison) -> list[str]:
+    """Contexts where some method ran one setting at several n_dis (the SN paper's Figure 11)."""
+    runs = comparison.runs
+    found = []
+    for context, part in runs.groupby("context"):
+        n_dis = part.config.map(lambda c: c.get("setting.n_dis"))
+        per = n_dis.groupby([part.method, part.config.map(lambda c: c.get("setting.name"))]).nunique()
+        if (per > 1).any():
+            found.append(context)
+    return found
+
+
+def ndis_figure(comparison: Comparison, metric: str) -> plt.Figure:
+    """`metric` against n_dis, a line per method (mean over seeds, 95% interval): the SN paper's
+    Figure 11 (setting D's Adam, IS after 10K generator updates: WN degrades as n_dis grows)."""
+    table = comparison.summary(metric)
+    contexts = ndis_contexts(comparison)
+    fig, axes = _panels(len(contexts), 5.5, 3.2)
+    for ax, context in zip(axes, contexts, strict=True):
+        part = table[table.context == context].dropna(subset=["n_dis"])
+        for (method, setting_name), rows in part.groupby(["method", "setting_name"]):
+            if rows.n_dis.nunique() < 2:
+                continue
+            rows = rows.sort_values("n_dis")
+            ax.errorbar(rows.n_dis, rows["mean"], yerr=_yerr(rows["mean"], rows.ci_low, rows.ci_high), marker="o",
+                        capsize=2, label=f"{method} (setting {setting_name})")
+        ax.set_xscale("log", base=2)
+        ticks = sorted(part.n_dis.unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlabel("n_dis (D updates per G update)")
         ax.set_ylabel(metric)
-    if by_time.lines:
-        by_time.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(f"{metric} during training, each regularizer at its best setting (mean over seeds)", fontsize=9)
+        ax.set_title(f"{context}  ({_direction(metric)})", fontsize=8)
+        ax.legend(fontsize=7)
+    _caption(fig, f"{metric} against n_dis (SN paper Figure 11): mean over seeds, 95% bootstrap interval; "
+                  f"failures {comparison.failed}", comparison)
     fig.tight_layout()
     return fig
 
 
 # ------------------------------------------------------------------ spectra (Figures 3 and 9)
-def representative_runs(runs: pd.DataFrame, metric: str | None) -> dict[str, str]:
-    """One finished run per regularizer: its best setting's lowest seed (or any, without a metric)."""
+def representative_runs(comparison: Comparison, context: str, metric: str | None,
+                        setting: str | None = None) -> dict[str, str]:
+    """Each method's run to draw in `context`: its best seed at its best setting by `metric`
+    (the SN paper's Figure 3 takes each method's IS-best setting), or at `setting` (Figure 9: C)."""
     chosen = {}
-    finished = runs[runs.status.isin(["completed", "diverged"])]
-    best = best_setting_table(runs, metric).set_index("regularizer").best_setting if metric else None
-    for reg, group in finished.groupby("regularizer"):
-        if best is not None and reg in best.index and isinstance(best[reg], str):
-            group = group[group.setting == best[reg]] if (group.setting == best[reg]).any() else group
-        chosen[reg] = group.sort_values(["seed", "setting"]).run_dir.iloc[0]
+    for method in comparison.methods(context):
+        run = comparison.best_run(context, method, metric, setting)
+        if run is not None:
+            chosen[method] = run
     return chosen
 
 
-def singular_value_spectra(chosen: dict[str, str]) -> plt.Figure:
+def run_label(comparison: Comparison, run_dir: str) -> str:
+    r = comparison.runs.set_index("run_dir").loc[run_dir]
+    return f"{r.method}, {r.setting_label}, seed {r.seed}"
+
+
+def singular_value_spectra(chosen: dict[str, str], title: str = "") -> plt.Figure:
     """Squared singular values of each D layer at the end, normalized by the largest, in
     descending order over a normalized index (the SN paper's Figure 3)."""
-    spectra = {reg: final_spectra(d) for reg, d in chosen.items()}
+    spectra = {method: final_spectra(d) for method, d in chosen.items()}
     layers = next((list(s) for s in spectra.values() if s), [])
     cols = min(4, max(1, len(layers)))
     rows = max(1, math.ceil(len(layers) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, layer in zip(axes.flat, layers, strict=False):
-        for reg, spectrum in spectra.items():
+        for method, spectrum in spectra.items():
             values = np.asarray(spectrum.get(layer, []), dtype=float) ** 2
             if len(values) == 0 or not np.isfinite(values).all() or values.max() == 0:
                 continue
-            ax.plot(np.linspace(0, 1, len(values)), values / values.max(), label=reg,
+            ax.plot(np.linspace(0, 1, len(values)), values / values.max(), label=method,
                     marker="o" if len(values) == 1 else None)  # a dense layer to one logit has one value
         ax.set_title(f"layer {layer}", fontsize=8)
         ax.set_ylim(0, 1.05)
@@ -224,28 +306,29 @@ def singular_value_spectra(chosen: dict[str, str]) -> plt.Figure:
         ax.axis("off")
     axes[0, 0].set_ylabel("sigma^2 / max")
     axes[0, 0].legend(fontsize=6)
-    fig.suptitle("squared singular values of D's layers at the end (normalized; index normalized)", fontsize=9)
+    fig.suptitle(f"squared singular values of D's layers at the end (normalized; index normalized){title}",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def sigma_max_during_training(chosen: dict[str, str]) -> plt.Figure:
-    """Largest singular value of each D layer over training, a panel per regularizer (Figure 9)."""
-    regs = sorted(chosen)
-    cols = min(4, max(1, len(regs)))
-    rows = max(1, math.ceil(len(regs) / cols))
+def sigma_max_during_training(chosen: dict[str, str], title: str = "") -> plt.Figure:
+    """Largest singular value of each D layer over training, a panel per method (Figure 9)."""
+    methods = sorted(chosen)
+    cols = min(4, max(1, len(methods)))
+    rows = max(1, math.ceil(len(methods) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    for ax, reg in zip(axes.flat, regs, strict=False):
-        frame = sigma_over_training([chosen[reg]])
+    for ax, method in zip(axes.flat, methods, strict=False):
+        frame = sigma_over_training([chosen[method]])
         for layer, part in frame.groupby("layer", sort=False):
             ax.plot(part.iteration, part.sigma, label=layer, linewidth=1)
-        ax.set_title(reg, fontsize=8)
+        ax.set_title(method, fontsize=8)
         ax.set_xlabel("generator updates", fontsize=7)
-    for ax in list(axes.flat)[len(regs):]:
+    for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
     axes[0, 0].set_ylabel("largest singular value")
     axes[0, 0].legend(fontsize=5, ncol=2)
-    fig.suptitle("largest singular value of each D layer during training (SN keeps it near 1)", fontsize=9)
+    fig.suptitle(f"largest singular value of each D layer during training (SN keeps it near 1){title}", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -305,7 +388,8 @@ def bench_bars(bench: pd.DataFrame) -> plt.Figure:
 
 
 # ------------------------------------------------------------------ samples
-def sample_grids(chosen: dict[str, str]) -> plt.Figure:
+def sample_grids(chosen: dict[str, str], labels: dict[str, str] | None = None, title: str = "") -> plt.Figure:
+    """Final samples of each chosen run, titled by method, setting and seed (`labels`)."""
     regs = sorted(r for r in chosen if (Path(chosen[r]) / "samples" / "final.png").is_file())
     cols = min(4, max(1, len(regs)))
     rows = max(1, math.ceil(len(regs) / cols))
@@ -314,7 +398,7 @@ def sample_grids(chosen: dict[str, str]) -> plt.Figure:
         ax.axis("off")
     for ax, reg in zip(axes.flat, regs, strict=False):
         ax.imshow(plt.imread(Path(chosen[reg]) / "samples" / "final.png"))
-        ax.set_title(f"{reg}: {Path(chosen[reg]).name}", fontsize=6)
-    fig.suptitle("final samples of each regularizer's best run (fixed latents)", fontsize=9)
+        ax.set_title((labels or {}).get(reg, reg), fontsize=7)
+    fig.suptitle(f"final samples of each method's best run (fixed latents){title}", fontsize=8)
     fig.tight_layout()
     return fig

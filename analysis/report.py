@@ -18,8 +18,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks keep their inline backend)
 
 from analysis import figures as F  # noqa: E402
+from analysis.claims import check_claims, claims_markdown  # noqa: E402
 from analysis.collect import SchemaError, collect, read_bench  # noqa: E402
+from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
+from benchmark.contract import metric_kind  # noqa: E402
 
 STATUSES = ("completed", "diverged", "failed", "running", "started")
 
@@ -54,42 +57,100 @@ def bench_section(path: Path, out_dir: Path) -> list[str]:
     return md + [""]
 
 
-def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None) -> Path:
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")[:80]
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # atomically: a reader never sees half a table
+
+
+def metric_section(comparison: Comparison, metric: str, out_dir: Path, primary: str | None) -> list[str]:
+    kind = metric_kind(metric)
+    role = {"quality": "quality", "coverage": "coverage", "precision": "precision-like"}[kind.role]
+    md = [f"## {metric}" + (" (primary: the ranking of this report)" if metric == primary else ""), "",
+          f"{kind.description}; {role}, {'higher' if kind.higher_is_better else 'lower'} is better."]
+    if kind.role == "precision":
+        md += ["", f"**Not a ranking.** A collapsed G puts every sample on a few modes and scores HIGH here; read it "
+                   f"beside {primary or 'a coverage metric'}, never alone."]
+    md += [""]
+    F.save(F.settings_bars(comparison, metric), out_dir, f"settings_{metric}")
+    md += [f"![{metric} by setting](settings_{metric}.png)", ""]
+    table = F.best_setting_table(comparison, metric)
+    _write(out_dir / f"table2_{metric}.md", F.table_markdown(table, metric, comparison) + "\n")
+    _write(out_dir / f"table2_{metric}.tex", F.table_latex(table, metric, comparison) + "\n")
+    md += ["Best setting per method (Table 2 style):", "", F.table_markdown(table, metric, comparison), ""]
+    if not comparison.evals[comparison.evals.metric == metric].empty:
+        F.save(F.learning_curves(comparison, metric), out_dir, f"curves_{metric}")
+        md += [f"![{metric} during training](curves_{metric}.png)", ""]
+    if F.ndis_contexts(comparison) and kind.role != "precision":
+        F.save(F.ndis_figure(comparison, metric), out_dir, f"ndis_{metric}")
+        md += ["Figure 11 (n_dis):", "", f"![{metric} against n_dis](ndis_{metric}.png)", ""]
+    return md
+
+
+def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
+    md = []
+    for context in comparison.contexts():
+        primary = comparison.primary(context)
+        suffix = "" if len(comparison.contexts()) == 1 else f"_{_slug(context)}"
+        title = "" if not suffix else f"\n{context}"
+        chosen = F.representative_runs(comparison, context, primary)
+        if not chosen:
+            continue
+        labels = {m: F.run_label(comparison, d) for m, d in chosen.items()}
+        at_c = F.representative_runs(comparison, context, primary, setting="C")
+        fig9 = at_c or chosen
+        md += [f"## Discriminator spectra and samples: {context}", "",
+               f"Figure 3 and the samples: each method's best run by {primary or 'seed (no metric)'} "
+               f"(its best setting, its best seed): " + ", ".join(f"{m}: {labels[m]}" for m in sorted(labels)), "",
+               "Figure 9: " + ("setting C, as in the paper" if at_c else
+                               "no run under setting C, so each method's best run instead"), ""]
+        F.save(F.singular_value_spectra(chosen, title), out_dir, f"spectra_final{suffix}")
+        F.save(F.sigma_max_during_training(fig9, title), out_dir, f"sigma_max_training{suffix}")
+        F.save(F.sample_grids(chosen, labels, title), out_dir, f"samples{suffix}")
+        md += [f"![final spectra](spectra_final{suffix}.png)", "",
+               f"![sigma max during training](sigma_max_training{suffix}.png)", "",
+               f"![samples](samples{suffix}.png)", ""]
+    return md
+
+
+def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, select: str = "final",
+                failed: str = "worst") -> Path:
     runs, evals = collect(paths)
+    comparison = Comparison(runs, evals, select=select, failed=failed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = F.metric_columns(runs)
-    counts = runs.status.value_counts()
+    metrics = comparison.metrics()
+    primary = comparison.primary()
+    metrics = sorted(metrics, key=lambda m: (m != primary, metric_kind(m).role == "precision", m))
+    counts = comparison.runs.status.value_counts()
     md = [f"# regbench report: {', '.join(map(str, paths))}", "",
-          f"{len(runs)} runs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES if counts.get(s, 0)), ""]
+          f"{len(comparison.runs)} runs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES
+                                                         if counts.get(s, 0)), ""]
+    if not comparison.duplicates.empty:
+        md += [f"{len(comparison.duplicates)} record(s) repeat a configuration and seed already collected and were "
+               f"counted once: " + ", ".join(f"`{r.run}`" for r in comparison.duplicates.itertuples()), ""]
+    md += [comparison.policy_text(), "",
+           "Split by: " + (", ".join(comparison.labels.context_keys) or "nothing (one context)")
+           + ". Common to every run: " + (comparison.caption() or "-") + ".", ""]
     note = protocol_note(metrics)
     if note:
         md += [note, ""]
+    bench_frame = read_bench(bench) if bench is not None else None
+    verdicts = check_claims(comparison, bench_frame)
+    _write(out_dir / "claims.md", claims_markdown(verdicts) + "\n")
+    md += ["## Paper claims", "", "Each checkable claim of the SN paper, tested on these runs (thresholds in "
+           "analysis/claims.py and the README).", "", claims_markdown(verdicts), ""]
     if not metrics:
         md += ["No run has evaluation results yet: figures of metrics are skipped.", ""]
     for metric in metrics:
-        md += [f"## {metric}", ""]
-        F.save(F.settings_bars(runs, metric), out_dir, f"settings_{metric}")
-        md += [f"![{metric} by setting](settings_{metric}.png)", ""]
-        table = F.best_setting_table(runs, metric)
-        (out_dir / f"table2_{metric}.md").write_text(F.table_markdown(table, metric) + "\n")
-        (out_dir / f"table2_{metric}.tex").write_text(F.table_latex(table, metric) + "\n")
-        md += ["Best setting per regularizer (Table 2 style):", "", F.table_markdown(table, metric), ""]
-        if not evals[evals.metric == metric].empty:
-            F.save(F.learning_curves(runs, evals, metric), out_dir, f"curves_{metric}")
-            md += [f"![{metric} during training](curves_{metric}.png)", ""]
-    chosen = F.representative_runs(runs, metrics[0] if metrics else None)
-    if chosen:
-        md += ["## Discriminator spectra", "",
-               f"Representative runs (best setting of {metrics[0] if metrics else 'any'}, lowest seed): "
-               + ", ".join(f"{reg}: `{Path(d).name}`" for reg, d in sorted(chosen.items())), ""]
-        F.save(F.singular_value_spectra(chosen), out_dir, "spectra_final")
-        F.save(F.sigma_max_during_training(chosen), out_dir, "sigma_max_training")
-        md += ["![final spectra](spectra_final.png)", "", "![sigma max during training](sigma_max_training.png)", ""]
-        F.save(F.sample_grids(chosen), out_dir, "samples")
-        md += ["## Samples", "", "![samples](samples.png)", ""]
-    cost = F.relative_cost(runs)
+        md += metric_section(comparison, metric, out_dir, primary)
+    md += spectra_section(comparison, out_dir)
+    cost = F.relative_cost(comparison.runs)
     if not cost.empty:
-        F.save(F.cost_bars(runs), out_dir, "cost")
+        F.save(F.cost_bars(comparison.runs), out_dir, "cost")
         md += ["## Cost", "", "![cost](cost.png)", "",
                "| regularizer | s / G update | ratio to none |", "|---|---|---|"]
         md += [f"| {r.regularizer} | {r.seconds_per_generator_update:.4f} | {F._fmt(r.ratio_to_none)} |"
@@ -97,12 +158,14 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None) -> 
         md += [""]
     if bench is not None:
         md += bench_section(bench, out_dir)
-    failed = runs[runs.status == "failed"]
-    if not failed.empty:
-        md += ["## Failed runs", ""] + [f"- `{r.run}`: {r.error}" for r in failed.itertuples()] + [""]
-    runs.to_csv(out_dir / "runs.csv", index=False)
+    failed_runs = comparison.runs[comparison.runs.status == "failed"]
+    if not failed_runs.empty:
+        md += ["## Failed runs", ""] + [f"- `{r.run}`: {r.error}" for r in failed_runs.itertuples()] + [""]
+    tmp = out_dir / ".runs.csv.tmp"
+    comparison.runs.drop(columns=["config"]).to_csv(tmp, index=False)
+    tmp.replace(out_dir / "runs.csv")
     report = out_dir / "report.md"
-    report.write_text("\n".join(md))
+    _write(report, "\n".join(md))
     return report
 
 
@@ -112,6 +175,10 @@ def main(argv=None) -> Path:
     p.add_argument("sweeps", nargs="*", type=Path)
     p.add_argument("--out", type=Path)
     p.add_argument("--bench", type=Path, help=f"make bench's JSON (default: {DEFAULT_BENCH}, if it exists)")
+    p.add_argument("--select", choices=SELECTIONS, default="final",
+                   help="score each run's final evaluation (default, the authors' protocol) or its best one")
+    p.add_argument("--failed", choices=FAILED_POLICIES, default="worst",
+                   help="diverged/failed seeds count as the worst value (default) or are left out of the means")
     args = p.parse_args(argv)
     try:
         paths = args.sweeps or [newest_sweep()]
@@ -119,7 +186,7 @@ def main(argv=None) -> Path:
         if args.bench is not None and not args.bench.is_file():
             raise FileNotFoundError(f"--bench {args.bench}: no such file (make bench writes {DEFAULT_BENCH})")
         bench = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
-        report = make_report(paths, out, bench)
+        report = make_report(paths, out, bench, args.select, args.failed)
     except (FileNotFoundError, SchemaError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

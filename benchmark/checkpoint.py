@@ -8,34 +8,22 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from benchmark.contract import PLACEMENT_KEYS, flatten
 from benchmark.results import SCHEMA, write_atomic
 
 # Keys that may change between a run and its resumption: they change how long,
 # where and how fast it runs, or what is measured, not what it trains (TF32 does
 # change what is computed, so it must match).
-RESUMABLE_CHANGES = ("budget", "device", "progress", "data_root", "dataset.download", "eval",
-                     "speed.cudnn_benchmark", "speed.channels_last", "speed.fused_adam", "speed.joint_d_call",
-                     "speed.compile")
+RESUMABLE_CHANGES = ("budget", "eval", "diagnostics", "logger", *PLACEMENT_KEYS)
 
 
 class CheckpointError(RuntimeError):
     pass
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def fingerprint(cfg) -> dict:
     """The flat config keys that must match for a checkpoint to be resumed."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
     return {k: v for k, v in flat.items()
             if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES)}
 

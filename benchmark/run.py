@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError  # noqa: E402
+from benchmark.contract import config_id  # noqa: E402
 from benchmark.data import DatasetNotFoundError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
 from benchmark.results import SCHEMA, write_json  # noqa: E402
@@ -50,13 +51,36 @@ def finished_result(cfg: DictConfig, run_dir: Path) -> dict | None:
     return result
 
 
+def _index_entry(cfg: DictConfig, run_dir: Path) -> Path:
+    """Where a finished run is recorded by its configuration, beside its siblings: the same
+    configuration typed another way (a default spelled out, groups in another order) gets
+    another directory name from Hydra, but the same entry here."""
+    key = f"{config_id(OmegaConf.to_container(cfg, resolve=True))}-seed{cfg.seed}-{cfg.budget.iterations}"
+    return run_dir.parent / ".finished" / f"{key}.json"
+
+
+def finished_elsewhere(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """The result of this configuration, seed and budget if a sibling directory finished it."""
+    entry = _index_entry(cfg, run_dir)
+    if not entry.is_file():
+        return None
+    other = run_dir.parent / json.loads(entry.read_text())["run"]
+    if other == run_dir or not (other / "result.json").is_file():
+        return None
+    result = json.loads((other / "result.json").read_text())
+    return {**result, "same_as": str(other)} if result.get("status") in FINISHED else None
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
-    done = finished_result(cfg, run_dir)
+    done = finished_result(cfg, run_dir) or finished_elsewhere(cfg, run_dir)
     if done is not None:
         return {**done, "skipped": True}
     from benchmark.trainer import Trainer
-    return Trainer(cfg, run_dir).fit()
+    result = Trainer(cfg, run_dir).fit()
+    if result["status"] in FINISHED:
+        write_json(_index_entry(cfg, run_dir), {"run": run_dir.name})
+    return result
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -81,6 +105,8 @@ def main(cfg: DictConfig) -> None:
                 "config": OmegaConf.to_container(cfg, resolve=True)})
         return
     state = "already finished" if result.get("skipped") else "done"
+    if result.get("same_as"):
+        state = f"the same configuration already finished in {result['same_as']}"
     print(f"{result['status']} ({state}): {result['iteration']}/{result.get('iterations_planned')} generator "
           f"updates, run directory {run_dir}")
 

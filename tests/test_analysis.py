@@ -10,6 +10,7 @@ from nbclient import NotebookClient
 from analysis import figures as F
 from analysis import report
 from analysis.collect import SchemaError, collect
+from analysis.compare import Comparison
 from tests.conftest import ROOT, run_cli
 
 # (regularizer, setting, seed) -> (status, fid5k_10k, is50k_10splits)
@@ -28,11 +29,11 @@ def write_run(sweep: Path, reg: str, setting: str, seed: int, status: str, fid, 
     config = {"dataset": {"name": "cifar10"}, "model": {"name": "cnn", "width": 1.0}, "loss": {"name": "ns"},
               "regularizer": {"name": reg}, "setting": {"name": setting, "lr": 1e-4, "beta1": 0.5, "beta2": 0.9,
                                                         "n_dis": 5}, "seed": seed, "batch_size": 64,
-              "budget": {"iterations": 100}}
+              "budget": {"iterations": 100000}}  # the paper's length: its Table 2 numbers apply
     (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
     metrics = {} if fid is None else {"fid5k_10k": fid, "is50k_10splits": isc, "is50k_10splits_std": 0.1}
     metrics.update(extra_metrics or {})
-    result = {"schema": 1, "status": status, "iteration": 100, "iterations_planned": 100, "config": config,
+    result = {"schema": 1, "status": status, "iteration": 100000, "iterations_planned": 100000, "config": config,
               "metrics": metrics, "seconds_per_generator_update": {"none": 1.0, "sn": 1.1, "wn": 1.05}[reg],
               "final": {"d_loss": 1.0, "g_loss": 1.0}, "spectral_norms": {"conv1": 1.0, "dense": 1.0},
               "error": "ValueError: boom" if status == "failed" else None}
@@ -66,17 +67,25 @@ def digest(folder: Path) -> dict:
 def test_table_numbers_equal_the_known_values(synthetic_sweep):
     runs, evals = collect([synthetic_sweep])
     assert runs.status.value_counts().to_dict() == {"completed": 7, "diverged": 1, "failed": 1, "running": 1}
-    table = F.best_setting_table(runs, "fid5k_10k").set_index("regularizer")
-    assert table.loc["sn", "best_setting"] == "A" and table.loc["sn", "mean"] == 32.0
-    assert table.loc["sn", "std"] == pytest.approx(2 ** 1.5)  # sample std of 30, 34
-    assert table.loc["sn", "diverged_or_failed"] == 1
-    assert table.loc["wn", "best_setting"] == "D" and table.loc["wn", "mean"] == 46.0
+    comparison = Comparison(runs, evals)
+    table = F.best_setting_table(comparison, "fid5k_10k").set_index("method")
+    # sn under D: seed 0 scored 40, seed 1 diverged and counts as the worst FID of the sweep (52): mean 46
+    assert table.loc["sn", "setting"] == "A" and table.loc["sn", "mean"] == 32.0
+    assert (table.loc["sn", "ci_low"], table.loc["sn", "ci_high"]) == (30.0, 34.0)  # bootstrap of two seeds
+    assert table.loc["wn", "setting"] == "D" and table.loc["wn", "mean"] == 46.0
     assert table.loc["sn", "paper"] == 29.3 and table.loc["wn", "paper"] == 34.7  # SN paper Table 2, same protocol
-    is_table = F.best_setting_table(runs, "is50k_10splits").set_index("regularizer")
+    summary = comparison.summary("fid5k_10k").set_index(["method", "setting"])
+    assert summary.loc[("sn", "D"), "mean"] == 46.0 and summary.loc[("sn", "D"), "diverged"] == 1
+    assert summary.loc[("none", "A"), ["seeds", "failed", "n"]].tolist() == [1, 1, 1]
+    assert summary.loc[("wn", "A"), ["seeds", "unfinished", "n"]].tolist() == [3, 1, 2]
+    is_table = F.best_setting_table(comparison, "is50k_10splits").set_index("method")
     assert is_table.loc["sn", "mean"] == pytest.approx(7.2) and is_table.loc["sn", "paper"] == 7.42
-    markdown = F.table_markdown(F.best_setting_table(runs, "fid5k_10k"), "fid5k_10k")
-    assert "| cifar10 | cnn | ns | sn | A | 32 +- 2.8 | 2 | 1 | 29.3 |" in markdown
+    markdown = F.table_markdown(F.best_setting_table(comparison, "fid5k_10k"), "fid5k_10k", comparison)
+    assert "| sn | A | 32 [30, 34] | 2 / 2 | 0 / 0 / 0 | 29.3 |" in markdown
+    assert "95% percentile bootstrap" in markdown and "final evaluation" in markdown
     assert set(evals.metric) == {"fid5k_10k", "is50k_10splits", "is50k_10splits_std"}
+    excluded = Comparison(runs, evals, failed="exclude").summary("fid5k_10k").set_index(["method", "setting"])
+    assert excluded.loc[("sn", "D"), "mean"] == 40.0 and excluded.loc[("sn", "D"), "n"] == 1
 
 
 def test_report_writes_every_figure_and_table_and_touches_no_run(synthetic_sweep, tmp_path):
@@ -93,6 +102,7 @@ def test_report_writes_every_figure_and_table_and_touches_no_run(synthetic_sweep
     text = path.read_text()
     assert "10 runs: 7 completed, 1 diverged, 1 failed, 1 running" in text
     assert "![fid5k_10k by setting](settings_fid5k_10k.png)" in text and "ValueError: boom" in text
+    assert "## Paper claims" in text and (out / "claims.md").is_file()
     cost = F.relative_cost(collect([synthetic_sweep])[0]).set_index("regularizer").ratio_to_none
     assert cost["sn"] == pytest.approx(1.1) and cost["wn"] == pytest.approx(1.05)
 

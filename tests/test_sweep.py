@@ -6,6 +6,8 @@ import signal
 import pytest
 import torch
 
+from analysis.collect import collect
+from analysis.compare import Comparison
 from analysis.sweep_status import run_status, summary
 from benchmark.config import CONF
 from benchmark.results import read_jsonl
@@ -73,6 +75,13 @@ def test_relaunch_skips_finished_runs_and_resumes_an_interrupted_one(image_root,
     assert resumed["status"] == "completed" and resumed["iteration"] == 4
     weights = torch.load(interrupted / "checkpoint.pt", weights_only=True)["G"]
     assert all(torch.equal(weights[k], finished_weights[k]) for k in weights)
+
+    # the same configurations typed another way (a default spelled out): recognised, not run again
+    typed = run_cli(*args, "seed=0", cwd=tmp_path)
+    assert typed.returncode == 0, typed.stderr[-2000:]
+    assert typed.stdout.count("the same configuration already finished in") == 4
+    comparison = Comparison(*collect([sweep]))
+    assert len(comparison.runs) == 4 and len(comparison.duplicates) == 4  # counted once, not as 2 seeds
 
 
 @pytest.mark.slow

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-C = torch.tensor(0.0005).item()  # c as the float32 weights hold it
-
 from benchmark.trainer import Trainer
 from regularizers import weight_layers
+
+C = torch.tensor(0.0005).item()  # c as the float32 weights hold it
 
 
 def clipped_trainer(tiny_config, tmp_path, monkeypatch, *overrides):

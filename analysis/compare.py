@@ -1,0 +1,304 @@
+"""The comparison's rules (shared/DESIGN.md), applied to the frames of analysis.collect.
+
+    table = Comparison(runs, evals).summary("fid5k_10k")      # one row per configuration
+
+1. A configuration is every resolved config key but the seed (benchmark.contract.identity).
+   Two records of one configuration and seed are one run: the most finished record counts.
+2. Nothing is pooled across configurations. Keys that vary among the collected runs are
+   sorted into three: the METHOD (regularizer.* and, where it varies, loss.*: the paper's
+   Table 2 has "SN-GAN" and "SN-GAN, hinge" rows), the SETTING (setting.*: setting D with
+   n_dis = 1 and with n_dis = 20 are two settings) and the CONTEXT (everything else that
+   varies: dataset, model, width, budget, ...), by which every figure and table is split.
+3. Failures count where they happen. A diverged or failed seed, and a finished seed whose
+   metric has no value (mixture KL with no good sample), takes the worst value of its metric
+   (`failed="worst"`, the default): the metric's worst possible value where it has one (IS 1,
+   modes 0), else the worst value any run of the same context reached. So a setting where two
+   of three seeds diverged is never chosen over one whose seeds all completed. `failed="exclude"`
+   scores the finished seeds only (the counts still show what was left out).
+4. Every number carries n and a 95% percentile-bootstrap interval of the mean over seeds
+   (2000 resamples, a fixed generator: the same records give the same report). One seed has
+   no interval; its IS split std is shown instead, labelled as such.
+5. `select="final"` scores the final evaluation (the authors' protocol); `select="best"` the
+   best evaluation during training (what some libraries report): tables say which.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchmark.contract import metric_kind, primary_metric
+
+FAILED_POLICIES = ("worst", "exclude")
+SELECTIONS = ("final", "best")
+FINISHED = ("completed", "diverged", "failed")
+BOOTSTRAP_RESAMPLES = 2000
+# Config keys copied into every summary row (the paper's numbers are looked up by them).
+DESCRIBING = {"dataset": "dataset.name", "model": "model.name", "width": "model.width", "loss": "loss.name",
+              "regularizer": "regularizer.name", "setting_name": "setting.name", "n_dis": "setting.n_dis",
+              "iterations": "budget.iterations", "batch_size": "batch_size"}
+STATUS_RANK = {"completed": 0, "diverged": 1, "failed": 2, "running": 3, "started": 4}
+
+
+def _is_method_key(key: str) -> bool:
+    return key.startswith(("regularizer.", "loss."))
+
+
+def _is_setting_key(key: str) -> bool:
+    return key.startswith("setting.")
+
+
+def _value_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _varying(configs: list[dict], keys=None) -> list[str]:
+    keys = sorted(set().union(*configs)) if keys is None else keys
+    return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+
+
+def bootstrap_ci(values, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean; NaN with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or not np.isfinite(values).all():
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass
+class Labels:
+    context_keys: list[str]   # varying keys that split figures and tables
+    common: dict              # keys equal across all runs (said once, in captions)
+
+
+class Comparison:
+    def __init__(self, runs: pd.DataFrame, evals: pd.DataFrame | None = None, select: str = "final",
+                 failed: str = "worst"):
+        if select not in SELECTIONS:
+            raise ValueError(f"select={select!r}; valid: {', '.join(SELECTIONS)}")
+        if failed not in FAILED_POLICIES:
+            raise ValueError(f"failed={failed!r}; valid: {', '.join(FAILED_POLICIES)}")
+        self.select, self.failed = select, failed
+        self.evals = evals if evals is not None else pd.DataFrame(columns=["run_dir", "iteration", "metric", "value"])
+        self.runs, self.duplicates = self._deduplicated(runs)
+        self.labels = self._label()
+
+    # ------------------------------------------------------------ identity and labels
+    @staticmethod
+    def _deduplicated(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One record per (configuration, seed): the most finished, then the furthest along."""
+        order = runs.assign(_rank=runs.status.map(STATUS_RANK).fillna(9),
+                            _iteration=pd.to_numeric(runs.iteration, errors="coerce").fillna(-1))
+        order = order.sort_values(["_rank", "_iteration", "run_dir"], ascending=[True, False, True])
+        first = ~order.duplicated(["config_id", "seed"])
+        kept = order[first].drop(columns=["_rank", "_iteration"]).sort_values("run_dir").reset_index(drop=True)
+        return kept, order[~first].drop(columns=["_rank", "_iteration"])
+
+    def _label(self) -> Labels:
+        runs = self.runs
+        configs = list(runs.config)
+        varying = _varying(configs)
+        all_keys = sorted(set().union(*configs)) if configs else []
+        common = {k: configs[0].get(k) for k in all_keys if k not in varying}
+        context_keys = [k for k in varying if not _is_method_key(k) and not _is_setting_key(k)]
+        loss_varies = any(k.startswith("loss.") for k in varying)
+
+        def method(config: dict, peers: list[dict]) -> str:
+            own = [k for k in _varying(peers) if k.startswith("regularizer.") and k != "regularizer.name"]
+            text = str(config.get("regularizer.name"))
+            if own:
+                text += " (" + ", ".join(f"{k.split('.', 1)[1]}={_value_text(config.get(k))}" for k in own) + ")"
+            if loss_varies:
+                text += f" [{config.get('loss.name')}]"
+            return text
+
+        def setting(config: dict, peers: list[dict]) -> str:
+            own = [k for k in _varying(peers) if _is_setting_key(k) and k != "setting.name"]
+            text = str(config.get("setting.name"))
+            return text + ("" if not own else " " + ",".join(
+                f"{k.split('.', 1)[1]}={_value_text(config.get(k))}" for k in own))
+
+        by_reg = {r: [c for c in configs if c.get("regularizer.name") == r] for r in
+                  {c.get("regularizer.name") for c in configs}}
+        by_setting = {s: [c for c in configs if c.get("setting.name") == s] for s in
+                      {c.get("setting.name") for c in configs}}
+        runs["method"] = [method(c, by_reg[c.get("regularizer.name")]) for c in configs]
+        runs["setting_label"] = [setting(c, by_setting[c.get("setting.name")]) for c in configs]
+        runs["context"] = [", ".join(f"{k}={_value_text(c.get(k))}" for k in context_keys) or "all runs"
+                           for c in configs]
+        return Labels(context_keys, common)
+
+    def caption(self) -> str:
+        """The keys every run shares, said once (figures label only what varies)."""
+        keep = ("dataset.name", "model.name", "model.width", "loss.name", "budget.iterations", "batch_size",
+                "setting.name", "regularizer.name")
+        shown = {k: v for k, v in self.labels.common.items() if k in keep}
+        return ", ".join(f"{k}={_value_text(v)}" for k, v in shown.items())
+
+    # ------------------------------------------------------------ per-seed values
+    def metrics(self) -> list[str]:
+        """The metric columns present that a kind of the contract claims (`_std` companions left out)."""
+        valueless = set().union(*self.runs.null_metrics) if "null_metrics" in self.runs else set()
+        return sorted(c for c in self.runs.columns if not c.endswith("_std") and metric_kind(c) is not None
+                      and (pd.to_numeric(self.runs[c], errors="coerce").notna().any() or c in valueless))
+
+    def primary(self, context: str | None = None) -> str | None:
+        runs = self.runs if context is None else self.runs[self.runs.context == context]
+        present = [m for m in self.metrics() if m in runs]
+        return primary_metric(present)
+
+    def _best_during_training(self, metric: str) -> pd.Series:
+        rows = self.evals[self.evals.metric == metric]
+        values = pd.to_numeric(rows.value, errors="coerce")
+        grouped = values.groupby(rows.run_dir)
+        return grouped.max() if metric_kind(metric).higher_is_better else grouped.min()
+
+    def seed_values(self, metric: str) -> pd.DataFrame:
+        """One row per finished seed: `value` after the failure policy, `outcome` (completed |
+        diverged | failed | no value), and the IS split std where the metric has one."""
+        runs = self.runs[self.runs.status.isin(FINISHED)].copy()
+        if metric in runs:
+            raw = pd.to_numeric(runs[metric], errors="coerce")
+        else:
+            raw = pd.Series(np.nan, index=runs.index)
+        if self.select == "best":
+            raw = runs.run_dir.map(self._best_during_training(metric)).astype(float)
+        nulls = runs.null_metrics.map(lambda names: metric in names) if "null_metrics" in runs else False
+        runs["outcome"] = runs.status
+        runs.loc[(runs.status == "completed") & nulls & raw.isna(), "outcome"] = "no value"
+        evaluated = runs.outcome != "completed"
+        evaluated |= raw.notna()
+        runs = runs[evaluated]  # completed runs never evaluated under this protocol are not part of it
+        raw = raw[evaluated]
+        bad = runs.outcome != "completed"
+        runs["split_std"] = pd.to_numeric(runs[f"{metric}_std"], errors="coerce") if f"{metric}_std" in runs \
+            else np.nan
+        if self.failed == "exclude":
+            runs["value"] = raw.where(~bad)
+        else:
+            runs["value"] = raw.where(~bad, runs.context.map(self._worst(metric, runs.assign(value=raw.where(~bad)))))
+        runs["imputed"] = bad & (self.failed == "worst")
+        return runs
+
+    @staticmethod
+    def _worst(metric: str, runs: pd.DataFrame) -> dict:
+        kind = metric_kind(metric)
+        worst = {}
+        for context, part in runs.groupby("context"):
+            observed = part.value.dropna()
+            if kind.worst is not None:
+                worst[context] = kind.worst
+            elif len(observed):
+                worst[context] = observed.min() if kind.higher_is_better else observed.max()
+            else:
+                worst[context] = math.nan
+        return worst
+
+    # ------------------------------------------------------------ tables
+    def summary(self, metric: str) -> pd.DataFrame:
+        """One row per configuration (context, method, setting): seeds run / completed /
+        diverged / failed / without a value, mean over the scored seeds and its 95% interval."""
+        values = self.seed_values(metric)
+        every = self.runs
+        rows = []
+        for (context, method, setting), group in every.groupby(["context", "method", "setting_label"], sort=True):
+            scored = values[(values.context == context) & (values.method == method)
+                            & (values.setting_label == setting)]
+            kept = scored.value.dropna()
+            low, high = bootstrap_ci(kept)
+            first = group.config.iloc[0]
+            rows.append({
+                "context": context, "method": method, "setting": setting,
+                **{column: first.get(key) for column, key in DESCRIBING.items()},
+                "seeds": len(group), "completed": int((scored.outcome == "completed").sum()),
+                "diverged": int((group.status == "diverged").sum()), "failed": int((group.status == "failed").sum()),
+                "no_value": int((scored.outcome == "no value").sum()),
+                "unfinished": int((~group.status.isin(FINISHED)).sum()),
+                "n": len(kept), "mean": kept.mean() if len(kept) else math.nan, "ci_low": low, "ci_high": high,
+                "split_std": float(scored.split_std.iloc[0]) if len(kept) == 1 and scored.split_std.notna().any()
+                else math.nan,
+            })
+        return pd.DataFrame(rows, columns=["context", "method", "setting", *DESCRIBING, "seeds", "completed", "diverged", "failed",
+                                           "no_value", "unfinished", "n", "mean", "ci_low", "ci_high", "split_std"])
+
+    def best_settings(self, metric: str) -> pd.DataFrame:
+        """Per (context, method): the setting with the best mean (failures counted by the policy)."""
+        table = self.summary(metric)
+        higher = metric_kind(metric).higher_is_better
+        rows = []
+        for _, group in table.groupby(["context", "method"], sort=True):
+            scored = group.dropna(subset=["mean"])
+            if scored.empty:
+                rows.append(group.iloc[0].to_dict() | {"setting": None, "mean": math.nan, "n": 0})
+                continue
+            best = scored["mean"].idxmax() if higher else scored["mean"].idxmin()
+            rows.append(table.loc[best].to_dict())
+        return pd.DataFrame(rows, columns=table.columns)
+
+    def policy_text(self, metric: str | None = None) -> str:
+        what = {"final": "the final evaluation of each run", "best": "each run's best evaluation during training"}
+        failed = ("a diverged or failed seed, or one whose metric has no value, counts as the worst value of its "
+                  "metric (its worst possible value where there is one, else the worst any run of the same "
+                  "context reached)" if self.failed == "worst" else
+                  "diverged, failed and valueless seeds are left out of the means (counted, not scored)")
+        return (f"Scores: {what[self.select]}, with G in eval mode. Failures: {failed}. Intervals: 95% "
+                f"percentile bootstrap of the mean over seeds ({BOOTSTRAP_RESAMPLES} resamples); with one seed "
+                f"none, and the IS split std where there is one.")
+
+    # ------------------------------------------------------------ runs behind the figures
+    def best_run(self, context: str, method: str, metric: str | None, setting: str | None = None) -> str | None:
+        """The method's run to draw: at `setting` (else its best setting by `metric`), the seed
+        with the best `metric` (lowest seed without one)."""
+        runs = self.runs[(self.runs.context == context) & (self.runs.method == method)
+                         & self.runs.status.isin(("completed", "diverged"))]
+        if runs.empty:
+            return None
+        if setting is None and metric is not None:
+            best = self.best_settings(metric)
+            best = best[(best.context == context) & (best.method == method)].setting
+            setting = best.iloc[0] if len(best) and isinstance(best.iloc[0], str) else None
+        if setting is not None:
+            if not (runs.setting_label == setting).any():
+                return None
+            runs = runs[runs.setting_label == setting]
+        if metric is not None and metric in runs and pd.to_numeric(runs[metric], errors="coerce").notna().any():
+            values = pd.to_numeric(runs[metric], errors="coerce")
+            index = values.idxmax() if metric_kind(metric).higher_is_better else values.idxmin()
+            return runs.loc[index, "run_dir"]
+        return runs.sort_values(["seed", "run_dir"]).run_dir.iloc[0]
+
+    def contexts(self) -> list[str]:
+        return sorted(self.runs.context.unique())
+
+    def methods(self, context: str | None = None) -> list[str]:
+        runs = self.runs if context is None else self.runs[self.runs.context == context]
+        return sorted(runs.method.unique())
+
+    def settings(self, context: str | None = None) -> list[str]:
+        runs = self.runs if context is None else self.runs[self.runs.context == context]
+        return sorted(runs.setting_label.unique(), key=_setting_order)
+
+
+def _setting_order(label: str):
+    """A-F, then opt, with n_dis-style variants in numeric order."""
+    name, _, rest = label.partition(" ")
+    numbers = [float(x) for x in re.findall(r"=(-?[\d.e+-]+)", rest) if _is_number(x)]
+    return (name, numbers, rest)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,191 @@
+"""The comparison's rules (analysis.compare, analysis.claims) on sweeps with known numbers."""
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from analysis import figures as F
+from analysis import report
+from analysis.claims import HOLDS, UNKNOWN, check_claims
+from analysis.collect import collect
+from analysis.compare import Comparison, bootstrap_ci
+
+
+def config(reg="sn", setting="D", n_dis=5, loss="ns", width=0.5, seed=0, iterations=10000, lr=1e-3):
+    return {"dataset": {"name": "fashion_mnist"}, "model": {"name": "cnn", "width": width}, "loss": {"name": loss},
+            "regularizer": {"name": reg}, "seed": seed, "batch_size": 64, "budget": {"iterations": iterations,
+                                                                                    "log_every": 100},
+            "setting": {"name": setting, "lr": lr, "beta1": 0.5, "beta2": 0.9, "n_dis": n_dis}, "device": "auto"}
+
+
+def write(sweep: Path, name: str, cfg: dict, status="completed", metrics=None, sigma=None, spectra=None,
+          seconds=1.0) -> Path:
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(json.dumps(cfg))
+    metrics = metrics or {}
+    result = {"schema": 1, "status": status, "iteration": 100, "iterations_planned": 100, "config": cfg,
+              "metrics": metrics, "seconds_per_generator_update": seconds, "final": {}, "spectral_norms": {},
+              "error": "RuntimeError: boom" if status == "failed" else None}
+    (run / "result.json").write_text(json.dumps(result))
+    rows = [{"schema": 1, "iteration": i, "seconds": i / 10.0, "d_loss": 1.0, "g_loss": 1.0,
+             "sigma_max": sigma or {"conv1": 1.0}} for i in (50, 100)]
+    if metrics:
+        rows.append({"schema": 1, "iteration": 50, "seconds": 5.0, "metrics": {
+            k: (v * 1.1 if v is not None else None) for k, v in metrics.items()}})
+        rows.append({"schema": 1, "iteration": 100, "seconds": 10.0, "metrics": metrics})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "spectra.json").write_text(json.dumps({"schema": 1, "iteration": 100, "singular_values": spectra or {
+        "conv1": [1.0, 0.9, 0.8], "dense": [1.0]}}))
+    return run
+
+
+IS = "fmnist_is10k_10splits"
+
+
+@pytest.fixture
+def ndis_loss_sweep(tmp_path) -> Path:
+    """Two n_dis values x two losses x three seeds of sn and wn under setting D; one diverged seed."""
+    sweep = tmp_path / "sweep"
+    for reg, base in (("sn", 6.0), ("wn", 5.0)):
+        for loss, shift in (("ns", 0.0), ("hinge", 0.5)):
+            for n_dis in (1, 5):
+                for seed in range(3):
+                    drop = 2.0 if (reg == "wn" and n_dis == 5) else 0.0
+                    status = "diverged" if (reg, loss, n_dis, seed) == ("sn", "ns", 5, 2) else "completed"
+                    value = base + shift - drop + 0.1 * seed
+                    write(sweep, f"{reg}-{loss}-{n_dis}-{seed}", config(reg, n_dis=n_dis, loss=loss, seed=seed),
+                          status, {IS: value if status == "completed" else None, f"{IS}_std": 0.05})
+    return sweep
+
+
+def test_configurations_are_never_pooled_across_n_dis_width_or_loss(tmp_path):
+    sweep = tmp_path / "sweep"
+    for n_dis in (1, 5):
+        for width in (0.25, 0.5):
+            for loss in ("ns", "hinge"):
+                for seed in (0, 1):
+                    write(sweep, f"{n_dis}-{width}-{loss}-{seed}", config(n_dis=n_dis, width=width, loss=loss,
+                                                                         seed=seed),
+                          metrics={IS: n_dis + 10 * width + (loss == "hinge") + 0.01 * seed})
+    comparison = Comparison(*collect([sweep]))
+    assert comparison.labels.context_keys == ["model.width"]
+    summary = comparison.summary(IS)
+    assert len(summary) == 2 * 2 * 2 and (summary.n == 2).all()  # one row per configuration, its two seeds
+    row = summary.set_index(["context", "method", "setting"]).loc[("model.width=0.5", "sn [hinge]", "D n_dis=5")]
+    assert row["mean"] == pytest.approx(5 + 5 + 1 + 0.005)
+    best = F.best_setting_table(comparison, IS)
+    assert set(zip(best.context, best.method, best.setting, strict=True)) == {
+        (f"model.width={w}", f"sn [{loss}]", "D n_dis=5") for w in (0.25, 0.5) for loss in ("ns", "hinge")}
+
+
+def test_a_setting_where_two_of_three_seeds_diverged_is_not_chosen(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed, (status, value) in enumerate([("completed", 9.0), ("diverged", None), ("failed", None)]):
+        write(sweep, f"C-{seed}", config(setting="C", lr=2e-4, seed=seed), status, {IS: value} if value else {})
+    for seed in range(3):
+        write(sweep, f"A-{seed}", config(setting="A", lr=1e-4, seed=seed), metrics={IS: 6.0 + 0.1 * seed})
+    comparison = Comparison(*collect([sweep]))
+    best = comparison.best_settings(IS).iloc[0]
+    assert best.setting == "A" and best.n == 3
+    at_c = comparison.summary(IS).set_index("setting").loc["C"]
+    assert (at_c.seeds, at_c.completed, at_c.diverged, at_c.failed) == (3, 1, 1, 1)
+    assert at_c["mean"] == pytest.approx((9.0 + 1.0 + 1.0) / 3)  # IS's worst possible value is 1
+    # survivor bias, as the old analysis had it: the one survivor would crown C
+    assert Comparison(*collect([sweep]), failed="exclude").best_settings(IS).iloc[0].setting == "C"
+
+
+def test_a_run_without_good_samples_counts_as_the_worst_kl_not_as_missing(tmp_path):
+    sweep = tmp_path / "sweep"
+    kl, modes = "mixture10k_kl", "mixture10k_modes"
+    ring = {"dataset": {"name": "ring8"}, "model": {"name": "mlp"}}
+    for seed, value in enumerate([0.1, 0.3, None]):
+        write(sweep, f"sn-{seed}", config(seed=seed) | ring, metrics={kl: value, modes: 8})
+    for seed in range(3):
+        write(sweep, f"none-{seed}", config("none", seed=seed) | ring, metrics={kl: 1.5 + 0.1 * seed, modes: 2})
+    table = Comparison(*collect([sweep])).summary(kl).set_index("method")
+    assert table.loc["sn", "no_value"] == 1 and table.loc["sn", "n"] == 3
+    assert table.loc["sn", "mean"] == pytest.approx((0.1 + 0.3 + 1.7) / 3)  # the worst KL any run reached
+
+
+def test_the_same_configuration_typed_two_ways_is_one_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    write(sweep, "regularizer=sn", config(seed=0), metrics={IS: 6.0})
+    write(sweep, "regularizer=sn,seed=0,setting=D", config(seed=0) | {"device": "cpu"}, metrics={IS: 6.0})
+    write(sweep, "regularizer=sn,seed=1", config(seed=1), metrics={IS: 7.0})
+    comparison = Comparison(*collect([sweep]))
+    assert len(comparison.runs) == 2 and len(comparison.duplicates) == 1
+    assert comparison.summary(IS).iloc[0].n == 2
+
+
+def test_one_seed_shows_the_split_std_labelled_and_no_interval(tmp_path):
+    sweep = tmp_path / "sweep"
+    write(sweep, "one", config(), metrics={IS: 6.0, f"{IS}_std": 0.2})
+    comparison = Comparison(*collect([sweep]))
+    markdown = F.table_markdown(F.best_setting_table(comparison, IS), IS, comparison)
+    assert "6 +- 0.2 (split std)" in markdown
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_reproducible():
+    values = [5.0, 6.0, 7.0, 6.5, 5.5]
+    low, high = bootstrap_ci(values)
+    assert low < 6.0 < high and (low, high) == bootstrap_ci(values)
+    assert all(math.isnan(x) for x in bootstrap_ci([1.0]))  # one seed has no interval
+
+
+def test_select_best_scores_the_best_evaluation_during_training(ndis_loss_sweep):
+    runs, evals = collect([ndis_loss_sweep])
+    final = Comparison(runs, evals).summary(IS)
+    best = Comparison(runs, evals, select="best").summary(IS)
+    # the synthetic runs scored 10% higher at iteration 50 than at the end
+    row = ("model.width=0.5", "sn [ns]", "D n_dis=1")
+    assert final.set_index(["context", "method", "setting"]).shape[0] == 8
+    f, b = (t.set_index(["method", "setting"]).loc[row[1:]] for t in (final, best))
+    assert b["mean"] == pytest.approx(f["mean"] * 1.1)
+
+
+def test_report_on_the_ndis_loss_sweep_keeps_configurations_apart_and_checks_claims(ndis_loss_sweep, tmp_path):
+    out = tmp_path / "figures"
+    path = report.main([str(ndis_loss_sweep), "--out", str(out)])
+    text = path.read_text()
+    table = (out / f"table2_{IS}.md").read_text()
+    for method in ("sn [ns]", "sn [hinge]", "wn [ns]", "wn [hinge]"):
+        assert f"| {method} |" in table
+    assert "| sn [ns] | D n_dis=1 |" in table  # its n_dis=5 setting lost a seed to divergence
+    assert "0 / 0 / 0" in table and "[" in table  # counts and intervals
+    summary = Comparison(*collect([ndis_loss_sweep])).summary(IS).set_index(["method", "setting"])
+    assert summary.loc[("sn [ns]", "D n_dis=5"), "diverged"] == 1
+    assert summary.loc[("sn [hinge]", "D n_dis=5"), "diverged"] == 0
+    for name in (f"settings_{IS}", f"curves_{IS}", f"ndis_{IS}", "spectra_final", "sigma_max_training"):
+        assert matplotlib.image.imread(out / f"{name}.png").size > 1000, name
+    assert "## Paper claims" in text
+    claims = (out / "claims.md").read_text()
+    for where in ("Figures 1-2", "Figure 3", "Figure 9", "Figure 10", "Figure 11", "Table 7"):
+        assert f"| {where} |" in claims
+    assert "budget=" not in text.split("## Paper claims")[0].split("Split by:")[1].split("\n")[0]
+
+
+def test_claims_give_verdicts_with_their_numbers(ndis_loss_sweep):
+    verdicts = check_claims(Comparison(*collect([ndis_loss_sweep]))).set_index("where")
+    # WN drops by 2 IS at n_dis 5 in both losses; SN's ns config lost a seed (IS 1 by the policy), which
+    # widens its interval to overlap its n_dis=1 interval: not a degradation beyond the uncertainty
+    assert verdicts.loc["Figure 11", "verdict"] == HOLDS
+    assert "wn n_dis 1" in verdicts.loc["Figure 11", "numbers"]
+    assert verdicts.loc["Figures 1-2", "verdict"] == UNKNOWN  # no wgangp runs
+    assert verdicts.loc["Table 7", "verdict"] == UNKNOWN
+    assert verdicts.loc["Figure 10", "verdict"] == UNKNOWN
+
+
+def test_ndis_claim_holds_when_only_wn_degrades(tmp_path):
+    sweep = tmp_path / "sweep"
+    for reg in ("sn", "wn"):
+        for n_dis in (1, 5, 20):
+            for seed in range(3):
+                value = 7.0 + 0.1 * seed - (0.2 * n_dis if reg == "wn" else 0.0)
+                write(sweep, f"{reg}-{n_dis}-{seed}", config(reg, n_dis=n_dis, seed=seed), metrics={IS: value},
+                      sigma={"conv1": 1.01, "dense": 0.99})
+    verdicts = check_claims(Comparison(*collect([sweep]))).set_index("where")
+    assert verdicts.loc["Figure 11", "verdict"] == HOLDS
+    assert verdicts.loc["Figure 3", "verdict"] == UNKNOWN  # no wc runs

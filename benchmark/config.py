@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 import regularizers
+from benchmark.contract import SPEED_SWITCHES
 from benchmark.data import VALID_DATASETS
 from benchmark.losses import VALID_LOSSES
 from benchmark.models import VALID_MODELS
@@ -89,8 +90,9 @@ def validate(cfg) -> torch.device:
     if "width" in cfg.model:
         _check(p, isinstance(cfg.model.width, (int, float)) and cfg.model.width > 0, "model.width", cfg.model.width, "must be > 0")
     sp = cfg.speed
-    for key in ("cudnn_benchmark", "tf32", "channels_last", "fused_adam", "joint_d_call"):
-        _check(p, isinstance(sp[key], bool), f"speed.{key}", sp[key], "must be true or false")
+    for key in SPEED_SWITCHES:
+        if key != "compile":
+            _check(p, isinstance(sp[key], bool), f"speed.{key}", sp[key], "must be true or false")
     _check(p, sp.compile is False or sp.compile in COMPILE_MODES, "speed.compile", sp.compile,
            f"valid: false, {', '.join(COMPILE_MODES)}")
     try:

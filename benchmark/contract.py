@@ -2,10 +2,12 @@
 
 - `identity(config)`: a run's configuration is its resolved config, not how it was typed;
   two records with the same identity and seed are one run, whatever their directory names.
-- `METRIC_KINDS`: every metric name the evaluator writes matches exactly one kind, which
-  says whether higher is better, what the metric measures (its role) and its worst
-  possible value where one exists. Analysis refuses a metric no kind claims rather than
-  guess its direction (a guessed direction would report a method's worst setting as best).
+- `METRIC_KINDS`: the metric registry (stylegan2-ada's metric_main is the model). Each kind
+  has its name grammar, the columns it writes (whether higher is better, what each
+  measures, its worst possible value) and its compute function; the evaluator, the analysis
+  and the claims check all look metrics up here. Analysis refuses a column no kind claims
+  rather than guess its direction (a guessed direction would report a method's worst
+  setting as best). Adding a metric: one entry here, its compute function, a test.
 """
 from __future__ import annotations
 
@@ -14,10 +16,16 @@ import json
 import re
 from dataclasses import dataclass
 
+# The speed switches (conf `speed:`, benchmark/speed.py), each with whether it changes results.
+# Those that do not are left out of a run's name, its identity and the resume check; TF32 keeps
+# about 3 significant digits, so it is part of all three. tests/test_config.py checks that
+# conf/config.yaml agrees (its `speed:` block and hydra's override_dirname exclusions).
+SPEED_SWITCHES = {"cudnn_benchmark": False, "tf32": True, "channels_last": False, "fused_adam": False,
+                  "joint_d_call": False, "compile": False}
+SPEED_KEYS_THAT_KEEP_RESULTS = tuple(f"speed.{k}" for k, changes in SPEED_SWITCHES.items() if not changes)
+
 # Config keys that change how, where or how fast a run goes, or when it is measured, but not
-# what it trains or what its final numbers mean. `speed.tf32` is not here: it changes results.
-SPEED_KEYS_THAT_KEEP_RESULTS = ("speed.cudnn_benchmark", "speed.channels_last", "speed.fused_adam",
-                                "speed.joint_d_call", "speed.compile")
+# what it trains or what its final numbers mean.
 PLACEMENT_KEYS = ("device", "progress", "data_root", "dataset.download", "eval.cache_root",
                   "eval.inception_weights", "eval.classifier", *SPEED_KEYS_THAT_KEEP_RESULTS)
 # ... and the keys that only say when things are logged, saved or evaluated, and which metrics.
@@ -55,48 +63,93 @@ def config_id(config: dict) -> str:
 
 
 @dataclass(frozen=True)
-class MetricKind:
-    name: str
-    pattern: re.Pattern
+class Column:
+    """One number a metric writes into metrics.jsonl and result.json."""
+    key: str                 # the column's kind, e.g. "is", "prc_recall", "mixture_kl"
+    suffix: str              # appended to the metric's name ("" for the metric's own number)
     higher_is_better: bool
     # quality: sample quality and diversity in one number (IS, FID, KID); coverage: how much of
-    # the data G covers (mixture modes, KL to uniform over modes); precision: the share of good
-    # samples, which a collapsed G maximizes, so it is shown beside a ranking, never as one.
+    # the data G covers (recall, mixture modes, KL to uniform over modes); precision: the share of
+    # good samples, which a collapsed G maximizes, so it is shown beside a ranking, never as one.
     role: str
     worst: float | None = None   # the worst value possible, where there is one
     description: str = ""
 
 
+@dataclass(frozen=True)
+class MetricKind:
+    """A family of metrics: its name grammar (the name carries the protocol: counts, real set,
+    feature space), the columns it writes, and the function that computes it
+    (`module:function`, imported by the evaluator only: this module stays torch-free)."""
+    name: str
+    pattern: re.Pattern      # groups: space (a prefix), n (generated), real (N | train), splits
+    form: str
+    columns: tuple[Column, ...]
+    compute: str
+    std_companion: bool = False   # writes `<name>_std` beside its number
+    space: str | None = None      # a fixed feature space; None: from the name's prefix (SPACES)
+
+
 _N = r"\d+k?"
+_SPACE = r"(?P<space>fmnist_)?"
+SPACES = {None: "inception", "fmnist_": "fmnist", "points_": "points"}
 METRIC_KINDS = (
-    MetricKind("is", re.compile(rf"^(fmnist_)?is{_N}_\d+splits$"), True, "quality", 1.0,
-               "Inception score (classifier-space for fmnist_): mean over splits"),
-    MetricKind("fid", re.compile(rf"^(fmnist_)?fid{_N}_({_N}|train)$"), False, "quality", None,
-               "Frechet distance of features, generated vs real"),
-    MetricKind("kid", re.compile(rf"^(fmnist_)?kid{_N}_({_N}|train)$"), False, "quality", None,
-               "kernel distance of features, generated vs real"),
-    MetricKind("mixture_kl", re.compile(rf"^mixture{_N}_kl$"), False, "coverage", None,
-               "KL(good samples per mode || uniform over modes), nats; none when no sample is good"),
-    MetricKind("mixture_modes", re.compile(rf"^mixture{_N}_modes$"), True, "coverage", 0.0,
-               "modes covered by good samples"),
-    MetricKind("mixture_high_quality", re.compile(rf"^mixture{_N}_high_quality$"), True, "precision", 0.0,
-               "share of samples within 3 std of a mode"),
+    MetricKind("is", re.compile(rf"^{_SPACE}is(?P<n>{_N})_(?P<splits>\d+)splits$"), "[fmnist_]is<N>_<S>splits",
+               (Column("is", "", True, "quality", 1.0, "Inception score (classifier-space for fmnist_), mean over "
+                                                        "splits"),), "benchmark.evaluation:compute_is", True),
+    MetricKind("fid", re.compile(rf"^{_SPACE}fid(?P<n>{_N})_(?P<real>{_N}|train)$"), "[fmnist_]fid<N>_<M|train>",
+               (Column("fid", "", False, "quality", None, "Frechet distance of features, generated vs real"),),
+               "benchmark.evaluation:compute_fid"),
+    MetricKind("kid", re.compile(rf"^{_SPACE}kid(?P<n>{_N})_(?P<real>{_N}|train)$"), "[fmnist_]kid<N>_<M|train>",
+               (Column("kid", "", False, "quality", None, "kernel distance of features, generated vs real"),),
+               "benchmark.evaluation:compute_kid", True),
+    MetricKind("prc", re.compile(rf"^(?P<space>fmnist_|points_)?prc(?P<n>{_N})_(?P<real>{_N}|train)$"),
+               "[fmnist_|points_]prc<N>_<M|train>",
+               (Column("prc_precision", "_precision", True, "precision", 0.0,
+                       "improved precision (Kynkaanniemi et al. 2019, k=3): share of generated samples inside the "
+                       "real manifold"),
+                Column("prc_recall", "_recall", True, "coverage", 0.0,
+                       "improved recall (k=3): share of real samples inside the generated manifold")),
+               "benchmark.evaluation:compute_prc"),
+    MetricKind("mixture", re.compile(rf"^mixture(?P<n>{_N})$"), "mixture<N>",
+               (Column("mixture_modes", "_modes", True, "coverage", 0.0, "modes covered by good samples"),
+                Column("mixture_high_quality", "_high_quality", True, "precision", 0.0,
+                       "share of samples within 3 std of a mode"),
+                Column("mixture_kl", "_kl", False, "coverage", None,
+                       "KL(good samples per mode || uniform over modes), nats; none when no sample is good")),
+               "benchmark.evaluation:compute_mixture", space="points"),
 )
-# The metric a tier is ranked and judged by, in order of preference: IS where the paper uses
+# The column a tier is ranked and judged by, in order of preference: IS where the paper uses
 # it (Figures 3, 9 and 11 pick runs by it), then FID, then coverage on the 2-D mixtures.
 PRIMARY_ORDER = ("is", "fid", "kid", "mixture_kl", "mixture_modes")
 
 
-def metric_kind(name: str) -> MetricKind | None:
-    """The kind of a metric column, or None (companions such as `is50k_10splits_std` included)."""
-    return next((k for k in METRIC_KINDS if k.pattern.match(name)), None)
+def parse_metric(name: str) -> tuple[MetricKind, dict] | None:
+    """The kind of a metric name and its groups (space, n, real, splits), or None."""
+    for kind in METRIC_KINDS:
+        m = kind.pattern.match(name)
+        if m:
+            groups = m.groupdict()
+            groups["space"] = kind.space or SPACES[groups.get("space")]
+            return kind, groups
+    return None
+
+
+def metric_kind(column: str) -> Column | None:
+    """The kind of a result column (`fid5k_10k`, `prc10k_10k_recall`), or None (companions such
+    as `is50k_10splits_std` included)."""
+    for kind in METRIC_KINDS:
+        for col in kind.columns:
+            if column.endswith(col.suffix) and kind.pattern.match(column[:len(column) - len(col.suffix)]):
+                return col
+    return None
 
 
 def higher_is_better(name: str) -> bool:
     kind = metric_kind(name)
     if kind is None:
-        raise KeyError(f"{name!r} is not a metric this project knows; kinds: "
-                       f"{', '.join(k.name for k in METRIC_KINDS)} (benchmark/contract.py)")
+        raise KeyError(f"{name!r} is not a metric this project knows; forms: "
+                       f"{', '.join(k.form for k in METRIC_KINDS)} (benchmark/contract.py)")
     return kind.higher_is_better
 
 
@@ -105,6 +158,6 @@ def primary_metric(names) -> str | None:
     names = sorted(names, key=lambda n: (not n.startswith(("is50k", "fid5k")), n))
     for kind in PRIMARY_ORDER:
         for name in names:
-            if (k := metric_kind(name)) is not None and k.name == kind:
+            if (k := metric_kind(name)) is not None and k.key == kind:
                 return name
     return None

@@ -8,8 +8,13 @@ protocols never share a column):
     is<N>_<S>splits          Inception score of N generated samples in S splits (mean; `_std` beside it)
     fid<N>_<M> / fid<N>_train    FID of N generated vs M real training images (a fixed subset) / all of them
     kid<N>_<M> / kid<N>_train    KID likewise (mean; `_std` beside it)
-    fmnist_is..., fmnist_fid..., fmnist_kid...   the same in the Fashion-MNIST classifier's features
+    prc<N>_<M> / prc<N>_train    improved precision and recall (k = 3): `_precision`, `_recall`
+    fmnist_is..., fmnist_fid..., fmnist_kid..., fmnist_prc...   the same in the Fashion-MNIST classifier's features
+    points_prc...            precision and recall of 2-D points, the points being their own features
     mixture<N>               2-D mixtures: `_modes` covered, `_high_quality` share, `_kl` to uniform over modes
+
+The grammar, the columns and the compute function of each kind are one entry of
+benchmark.contract.METRIC_KINDS; the compute functions are below (`compute_<kind>`).
 
 N and M are integers, optionally with a k (5k = 5000). Evaluation latents come
 from `eval.seed`, so every method and every evaluation sees the same z.
@@ -20,8 +25,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import math
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,18 +36,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from benchmark.contract import METRIC_KINDS, parse_metric
 from benchmark.data import mixture_modes
 from benchmark.results import write_atomic
 
 INCEPTION = "inception-v3-compat"
-NAME_FORMS = ("is<N>_<S>splits", "fid<N>_<M>", "fid<N>_train", "kid<N>_<M>", "kid<N>_train",
-              "fmnist_is<N>_<S>splits", "fmnist_fid<N>_<M|train>", "fmnist_kid<N>_<M|train>", "mixture<N>")
-_COUNT = r"(?P<n>\d+k?)"
-_PATTERNS = (
-    re.compile(rf"^(?P<space>fmnist_)?(?P<kind>is){_COUNT}_(?P<splits>\d+)splits$"),
-    re.compile(rf"^(?P<space>fmnist_)?(?P<kind>fid|kid){_COUNT}_(?P<real>\d+k?|train)$"),
-    re.compile(rf"^(?P<kind>mixture){_COUNT}$"),
-)
+PRC_NEIGHBORHOOD = 3  # Kynkaanniemi et al. 2019's k (torch-fidelity's default)
 
 
 class EvaluationSetupError(ValueError):
@@ -56,26 +55,27 @@ def _count(text: str) -> int:
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    kind: str           # is | fid | kid | mixture
-    space: str          # inception | fmnist | mixture
+    kind: str           # a benchmark.contract.METRIC_KINDS name: is | fid | kid | prc | mixture
+    space: str          # inception | fmnist | points
     num_fake: int
-    real: int | None = None  # real training images (None: all of them; unused by is / mixture)
+    real: int | None = None  # real training samples (None: all of them; unused by is / mixture)
     splits: int = 1
 
     @classmethod
     def parse(cls, name: str) -> Protocol:
-        for pattern in _PATTERNS:
-            m = pattern.match(name)
-            if m:
-                g = m.groupdict()
-                kind = g["kind"]
-                space = "mixture" if kind == "mixture" else ("fmnist" if g.get("space") else "inception")
-                real = g.get("real")
-                return cls(name=name, kind=kind, space=space, num_fake=_count(g["n"]),
-                           real=None if real in (None, "train") else _count(real),
-                           splits=int(g.get("splits") or 1))
-        raise EvaluationSetupError(f"unknown metric {name!r}; valid forms: {', '.join(NAME_FORMS)} "
-                                   f"(e.g. is50k_10splits, fid5k_10k, fid50k_train, fmnist_fid10k_train, mixture10k)")
+        parsed = parse_metric(name)
+        if parsed is None:
+            raise EvaluationSetupError(f"unknown metric {name!r}; valid forms: "
+                                       f"{', '.join(k.form for k in METRIC_KINDS)} (e.g. is50k_10splits, "
+                                       f"fid5k_10k, fid50k_train, fmnist_fid10k_train, prc10k_10k, mixture10k)")
+        kind, g = parsed
+        real = g.get("real")
+        return cls(name=name, kind=kind.name, space=g["space"], num_fake=_count(g["n"]),
+                   real=None if real in (None, "train") else _count(real), splits=int(g.get("splits") or 1))
+
+    def compute(self):
+        module, function = next(k for k in METRIC_KINDS if k.name == self.kind).compute.split(":")
+        return getattr(importlib.import_module(module), function)
 
 
 # ------------------------------------------------------------------ 2-D mixtures
@@ -130,16 +130,58 @@ def kernel_distance(features: torch.Tensor, real_features: torch.Tensor, subsets
     return score["kernel_inception_distance_mean"], score["kernel_inception_distance_std"]
 
 
+def precision_recall(features: torch.Tensor, real_features: torch.Tensor) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019), torch-fidelity's code: k-NN balls
+    around each real (precision) or generated (recall) feature; batched (save_cpu_ram)."""
+    from torch_fidelity.metric_prc import prc_features_to_metric
+    score = prc_features_to_metric(features.float(), real_features.float(), prc_neighborhood=PRC_NEIGHBORHOOD,
+                                   prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+    return score["precision"], score["recall"]
+
+
+# ------------------------------------------------------------------ the registry's compute functions
+# Each takes the evaluator, the protocol and the generated samples' features in the protocol's
+# space (one pass serves every protocol of a space: each takes its first num_fake samples), and
+# returns its columns (benchmark.contract.METRIC_KINDS).
+def compute_is(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace) -> dict:
+    mean, std = inception_score(fake[space.is_feature][:p.num_fake], p.splits)
+    return {p.name: mean, f"{p.name}_std": std}
+
+
+def compute_fid(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace) -> dict:
+    return {p.name: frechet_distance(fake[space.fid_feature][:p.num_fake], ev._real_reference(space, p))}
+
+
+def compute_kid(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace) -> dict:
+    mean, std = kernel_distance(fake[space.fid_feature][:p.num_fake], ev._real_reference(space, p)["features"],
+                                ev.cfg.kid_subsets, ev.cfg.kid_subset_size, ev.cfg.seed)
+    return {p.name: mean, f"{p.name}_std": std}
+
+
+def compute_prc(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace) -> dict:
+    precision, recall = precision_recall(fake[space.fid_feature][:p.num_fake],
+                                         ev._real_reference(space, p)["features"])
+    return {f"{p.name}_precision": precision, f"{p.name}_recall": recall}
+
+
+def compute_mixture(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace) -> dict:
+    values = mixture_metrics(fake[space.fid_feature][:p.num_fake], mixture_modes(ev.dataset.name), ev.dataset.std,
+                             ev.cfg.mixture_covered_fraction)
+    return {f"{p.name}_{key}": value for key, value in values.items()}
+
+
 # ------------------------------------------------------------------ feature spaces
 @dataclass
 class FeatureSpace:
     name: str               # extractor + weights digest: part of every cache key, so new weights never reuse old statistics
-    extractor: nn.Module
+    extractor: nn.Module | None   # None: the samples are the features (2-D points)
     is_feature: str         # classifier logits for IS
     fid_feature: str        # embedding for FID / KID
 
     @torch.no_grad()
     def features(self, batches: Iterable[torch.Tensor], total: int, desc: str, progress: bool) -> dict[str, torch.Tensor]:
+        if self.extractor is None:  # 2-D points are their own features
+            return {self.fid_feature: torch.cat([b.float().cpu() for b in batches])}
         out: dict[str, list[torch.Tensor]] = {self.is_feature: [], self.fid_feature: []}
         device = next(self.extractor.parameters()).device
         with tqdm(total=total, desc=desc, unit="image", leave=False, disable=not progress) as bar:
@@ -173,6 +215,8 @@ def inception_weights(configured: str | None) -> str:
 
 def build_space(space: str, eval_cfg, device: torch.device, data_root: str, progress: bool) -> FeatureSpace:
     from torch_fidelity.utils import create_feature_extractor
+    if space == "points":
+        return FeatureSpace("points", None, "points", "points")
     if space == "inception":
         weights = inception_weights(eval_cfg.inception_weights)
         name, features = INCEPTION, ("logits_unbiased", "2048")
@@ -237,7 +281,7 @@ class Evaluator:
         self.protocols = [Protocol.parse(str(name)) for name in eval_cfg.metrics]
         self._check_counts()
         # feature extractors are loaded now, so that missing weights stop a run before training
-        spaces = sorted({p.space for p in self.protocols} - {"mixture"})
+        spaces = sorted({p.space for p in self.protocols})
         self.spaces = {s: build_space(s, eval_cfg, device, data_root, progress) for s in spaces}
 
     def _check_counts(self) -> None:
@@ -245,9 +289,13 @@ class Evaluator:
         n_train = len(self.train_data)
         problems = []
         for p in self.protocols:
-            if (p.space == "mixture") != points:
-                problems.append(f"{p.name}: {'is for 2-D mixtures' if p.space == 'mixture' else 'needs images'}, "
+            if (p.space == "points") != points:
+                problems.append(f"{p.name}: {'is for 2-D points' if p.space == 'points' else 'needs images'}, "
                                 f"and dataset={self.dataset.name} has {'points' if points else 'images'}")
+            if p.num_fake < 1:
+                problems.append(f"{p.name}: needs at least one generated sample")
+            if p.kind == "prc" and min(p.num_fake, p.real or n_train) <= PRC_NEIGHBORHOOD:
+                problems.append(f"{p.name}: precision/recall need more than k={PRC_NEIGHBORHOOD} samples a side")
             if p.space == "fmnist" and self.dataset.name != "fashion_mnist":
                 problems.append(f"{p.name}: the fmnist_ metrics are for dataset=fashion_mnist, not {self.dataset.name}")
             if p.real is not None and p.real > n_train:
@@ -287,7 +335,7 @@ class Evaluator:
         """Compute (or find) every real-data reference the configured metrics need; their names."""
         done = []
         for p in self.protocols:
-            if p.kind in ("fid", "kid"):
+            if p.kind in ("fid", "kid", "prc") and p.space != "points":
                 self._real_reference(self.spaces[p.space], p)
                 done.append(p.name)
         return done
@@ -300,7 +348,10 @@ class Evaluator:
 
     def _real_reference(self, space: FeatureSpace, p: Protocol) -> dict[str, torch.Tensor]:
         """Real features (KID) or FID statistics of the protocol's real set, cached on disk.
-        One feature pass writes both, so FID and KID of one real set never extract it twice."""
+        One feature pass writes both, so FID and KID of one real set never extract it twice.
+        2-D points are their own features: the fixed subset, nothing to cache."""
+        if space.extractor is None:
+            return {"features": self._real_subset(p.real).float().cpu()}
         subset = "train" if p.real is None else f"train{p.real}"
         stem = f"real-{self.dataset.name}{self.dataset.size}-{self.data_digest}-{subset}-{space.name}"
         paths = {what: Path(self.cfg.cache_root).expanduser() / f"{stem}-{what}.pt" for what in ("features", "fidstats")}
@@ -344,27 +395,10 @@ class Evaluator:
         for space_name in sorted({p.space for p in self.protocols}):
             wanted = [p for p in self.protocols if p.space == space_name]
             n = max(p.num_fake for p in wanted)
-            if space_name == "mixture":
-                points = torch.cat([b.float().cpu() for b in source(n)])
-                modes = mixture_modes(self.dataset.name)
-                for p in wanted:
-                    for key, value in mixture_metrics(points[:p.num_fake], modes, self.dataset.std,
-                                                      self.cfg.mixture_covered_fraction).items():
-                        results[f"{p.name}_{key}"] = value
-                continue
             space = self.spaces[space_name]
-            fake = space.features(map(to_uint8_rgb, source(n)), n, f"{space_name} features", self.progress)
-            # one pass serves every protocol of the space: each takes the first num_fake samples
+            transform = (lambda b: b) if space.extractor is None else to_uint8_rgb
+            fake = space.features(map(transform, source(n)), n, f"{space_name} features", self.progress)
             for p in wanted:
-                if p.kind == "is":
-                    results[p.name], results[f"{p.name}_std"] = inception_score(
-                        fake[space.is_feature][:p.num_fake], p.splits)
-                elif p.kind == "fid":
-                    results[p.name] = frechet_distance(fake[space.fid_feature][:p.num_fake],
-                                                       self._real_reference(space, p))
-                else:
-                    results[p.name], results[f"{p.name}_std"] = kernel_distance(
-                        fake[space.fid_feature][:p.num_fake], self._real_reference(space, p)["features"],
-                        self.cfg.kid_subsets, self.cfg.kid_subset_size, self.cfg.seed)
+                results.update(p.compute()(self, p, fake, space))
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()}
 

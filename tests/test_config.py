@@ -75,3 +75,13 @@ def test_cli_rejects_bad_input_with_a_clear_message(tmp_path):
     for text in ("setting.lr=-1", "setting.n_dis=0", "batch_size=0", "device='gpu'", "auto, cpu, cuda"):
         assert text in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_speed_switches_are_defined_once_and_conf_agrees():
+    """benchmark.contract.SPEED_SWITCHES is the one list: conf/config.yaml's `speed:` block has
+    exactly its keys, and the run name leaves out exactly those that keep results."""
+    from benchmark.contract import SPEED_KEYS_THAT_KEEP_RESULTS, SPEED_SWITCHES
+    cfg = compose_config([], return_hydra_config=True)
+    assert set(cfg.speed) == set(SPEED_SWITCHES)
+    excluded = {k for k in cfg.hydra.job.config.override_dirname.exclude_keys if k.startswith("speed.")}
+    assert excluded == set(SPEED_KEYS_THAT_KEEP_RESULTS)

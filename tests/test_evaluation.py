@@ -27,7 +27,7 @@ def test_protocol_names_carry_counts_and_reference():
     assert Protocol.parse("fid50k_train").real is None
     assert Protocol.parse("fmnist_kid10k_train").space == "fmnist"
     assert Protocol.parse("mixture10k").num_fake == 10000
-    with pytest.raises(EvaluationSetupError, match="valid forms: is<N>_<S>splits"):
+    with pytest.raises(EvaluationSetupError, match=r"valid forms: \[fmnist_\]is<N>_<S>splits"):
         Protocol.parse("fid")
 
 
@@ -89,7 +89,7 @@ def evaluator_for(dataset: str, metrics: list[str], data: torch.Tensor, **eval_o
 @pytest.mark.parametrize("metrics,message", [
     (["fid5k_60k"], "asks for 60000 real images, cifar10's training set has 100"),
     (["kid50_50"], "eval.kid_subset_size=1000 exceeds the 50 samples"),
-    (["mixture10k"], "is for 2-D mixtures"),
+    (["mixture10k"], "is for 2-D points"),
     (["fmnist_fid10k_train"], "are for dataset=fashion_mnist"),
     (["is10_20splits"], "20 splits of 10 samples"),
 ])
@@ -118,7 +118,8 @@ def test_mixture_run_evaluates_periodically_and_reports_final_metrics(tmp_path):
     rows = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "metrics" in r]
     assert [r["iteration"] for r in rows] == [2, 4]
     assert all(r["eval_seconds"] > 0 for r in rows)
-    assert set(rows[-1]["metrics"]) == {"mixture10k_modes", "mixture10k_high_quality", "mixture10k_kl"}
+    assert set(rows[-1]["metrics"]) == {"mixture10k_modes", "mixture10k_high_quality", "mixture10k_kl",
+                                        "points_prc2k_2k_precision", "points_prc2k_2k_recall"}
     assert result["metrics"] == rows[-1]["metrics"] and result["metrics_iteration"] == 4
     assert json.loads((tmp_path / "result.json").read_text())["metrics"] == rows[-1]["metrics"]
 
@@ -223,3 +224,49 @@ def test_evaluation_does_not_change_what_is_trained(tmp_path, image_root):
             for preset in ("none", "fmnist")]
     assert runs[0]["metrics"] == {} and runs[1]["metrics"]
     assert runs[0]["final"] == runs[1]["final"] and runs[0]["spectral_norms"] == runs[1]["spectral_norms"]
+
+
+def test_precision_and_recall_separate_collapse_from_coverage():
+    """Improved precision / recall (k = 3) of 2-D points: the data against itself is ~1 / ~1; a G
+    collapsed onto one of ring8's modes is precise (its samples are on the data) but recalls ~1/8."""
+    from benchmark.data import mixture_modes, sample_mixture
+    cfg = compose_config(["dataset=ring8", "eval.metrics=[points_prc2k_2k]"])
+    data = sample_mixture("ring8", 4000, 0.02, seed=0)
+    evaluator = Evaluator(cfg.eval, cfg.dataset, data, torch.device("cpu"))
+    fresh = sample_mixture("ring8", 2000, 0.02, seed=1)
+    same = evaluator.evaluate(samples=fresh)
+    assert same["points_prc2k_2k_precision"] > 0.95 and same["points_prc2k_2k_recall"] > 0.95
+    collapsed = mixture_modes("ring8")[0] + 0.02 * torch.randn(2000, 2, generator=torch.Generator().manual_seed(2))
+    one_mode = evaluator.evaluate(samples=collapsed)
+    assert one_mode["points_prc2k_2k_precision"] > 0.95
+    assert one_mode["points_prc2k_2k_recall"] == pytest.approx(1 / 8, abs=0.03)
+
+
+def test_a_metric_kind_added_to_the_registry_is_computed_and_analysed(monkeypatch, tmp_path):
+    """Adding a metric is one registry entry plus its compute function: the evaluator computes it
+    and the analysis ranks it (lower is better here) with no other edit."""
+    import re
+    import sys
+    import types
+
+    from analysis.collect import collect
+    from analysis.compare import Comparison
+    from benchmark import contract
+
+    module = types.ModuleType("throwaway_metric")
+    module.compute = lambda ev, p, fake, space: {p.name: float(fake["points"][:p.num_fake].norm(dim=1).mean())}
+    monkeypatch.setitem(sys.modules, "throwaway_metric", module)
+    kind = contract.MetricKind("radius", re.compile(r"^radius(?P<n>\d+k?)$"), "radius<N>",
+                               (contract.Column("radius", "", False, "quality", None, "mean distance to 0"),),
+                               "throwaway_metric:compute", space="points")
+    monkeypatch.setattr(contract, "METRIC_KINDS", (*contract.METRIC_KINDS, kind))
+    import benchmark.evaluation
+    monkeypatch.setattr(benchmark.evaluation, "METRIC_KINDS", contract.METRIC_KINDS)
+    for reg in ("none", "sn"):
+        cfg = compose_config(["dataset=ring8", f"regularizer={reg}", "budget=smoke", "progress=false",
+                              "eval.metrics=[radius500]"])
+        Trainer(cfg, tmp_path / reg).fit()
+    comparison = Comparison(*collect([tmp_path]))
+    assert comparison.metrics() == ["radius500"]
+    best = comparison.best_settings("radius500")
+    assert len(best) == 2 and best["mean"].notna().all()

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks keep their inline backend)
 
 from analysis import figures as F  # noqa: E402
-from analysis.collect import SchemaError, collect, read_bench  # noqa: E402
+from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, write_atomic_text  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
 
 STATUSES = ("completed", "diverged", "failed", "running", "started")
@@ -71,8 +71,8 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None) -> 
         F.save(F.settings_bars(runs, metric), out_dir, f"settings_{metric}")
         md += [f"![{metric} by setting](settings_{metric}.png)", ""]
         table = F.best_setting_table(runs, metric)
-        (out_dir / f"table2_{metric}.md").write_text(F.table_markdown(table, metric) + "\n")
-        (out_dir / f"table2_{metric}.tex").write_text(F.table_latex(table, metric) + "\n")
+        write_atomic_text(out_dir / f"table2_{metric}.md", F.table_markdown(table, metric) + "\n")
+        write_atomic_text(out_dir / f"table2_{metric}.tex", F.table_latex(table, metric) + "\n")
         md += ["Best setting per regularizer (Table 2 style):", "", F.table_markdown(table, metric), ""]
         if not evals[evals.metric == metric].empty:
             F.save(F.learning_curves(runs, evals, metric), out_dir, f"curves_{metric}")
@@ -100,9 +100,13 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None) -> 
     failed = runs[runs.status == "failed"]
     if not failed.empty:
         md += ["## Failed runs", ""] + [f"- `{r.run}`: {r.error}" for r in failed.itertuples()] + [""]
-    runs.to_csv(out_dir / "runs.csv", index=False)
+    set_aside = runs.attrs.get("set_aside") or {}
+    if set_aside:
+        md += ["## Runs set aside (their files cannot be read; relaunching the sweep runs them again)", ""]
+        md += [f"- `{d}`: {reason}" for d, reason in sorted(set_aside.items())] + [""]
+    write_atomic_text(out_dir / "runs.csv", runs.to_csv(index=False))
     report = out_dir / "report.md"
-    report.write_text("\n".join(md))
+    write_atomic_text(report, "\n".join(md))
     return report
 
 
@@ -116,11 +120,13 @@ def main(argv=None) -> Path:
     try:
         paths = args.sweeps or [newest_sweep()]
         out = args.out or Path("figures") / paths[0].resolve().name
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"--out {out} is a file: name a folder (the report writes several files)")
         if args.bench is not None and not args.bench.is_file():
             raise FileNotFoundError(f"--bench {args.bench}: no such file (make bench writes {DEFAULT_BENCH})")
         bench = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
         report = make_report(paths, out, bench)
-    except (FileNotFoundError, SchemaError) as err:
+    except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"report: {report}")

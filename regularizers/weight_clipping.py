@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer
+from regularizers.base import Option, Regularizer
 
 
 class WeightClipping(Regularizer):
     name = "wc"
 
+    # finite: c=inf would switch clipping off without a word
+    options = {"c": Option(float, low=0, low_open=True)}
+
     def __init__(self, c: float = 0.01):
-        if c <= 0:
-            raise ValueError(f"regularizer.c must be > 0, got {c}")
         self.c = c
 
     @torch.no_grad()

@@ -75,7 +75,7 @@ class Protocol:
                 protocol = cls(name=name, kind=kind, space=space, num_fake=_count(g["n"]),
                                real=None if real in (None, "train") else _count(real),
                                splits=int(g.get("splits") or 1))
-                if min(protocol.num_fake, protocol.real or 1, protocol.splits) < 1:
+                if min(protocol.num_fake, protocol.splits, 1 if protocol.real is None else protocol.real) < 1:
                     raise EvaluationSetupError(f"metric {name!r}: every count in its name must be >= 1")
                 return protocol
         raise EvaluationSetupError(f"unknown metric {name!r}; valid forms: {', '.join(NAME_FORMS)} "

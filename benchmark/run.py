@@ -34,7 +34,14 @@ from benchmark.config import ConfigError, validate  # noqa: E402
 from benchmark.data import DatasetError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
 from benchmark.results import SCHEMA, ResultsFileError, write_atomic, write_json  # noqa: E402
-from benchmark.run_lock import RunDirBusyError, RunDirUnwritableError, locked  # noqa: E402
+from benchmark.run_lock import (  # noqa: E402
+    RunDirBusyError,
+    RunDirUnwritableError,
+    check_writable,
+    describe,
+    holder,
+    locked,
+)
 
 BAD_INPUT = (ConfigError, DatasetError, CheckpointError, EvaluationSetupError, ResultsFileError, RunDirUnwritableError,
              RunDirBusyError)
@@ -83,22 +90,31 @@ def finished_result(cfg: DictConfig, run_dir: Path) -> dict | None:
     return None  # a longer budget extends the run from its checkpoint
 
 
-def train(cfg: DictConfig, run_dir: str | Path, on_locked=None) -> dict:
-    """Validate, look at what `run_dir` holds, lock it, then train (or report it finished).
-    `on_locked()` runs once the directory is this process's (run.py writes .hydra/ there)."""
+def train(cfg: DictConfig, run_dir: str | Path, before_training=None) -> dict:
+    """Validate, look at what `run_dir` holds, read every input, lock the directory and resume,
+    then train (or report it finished). `before_training()` runs once the directory is this
+    process's and every input has been read (run.py writes .hydra/ there): a refused run leaves
+    the directory as it was."""
     run_dir = Path(run_dir)
     validate(cfg)  # before anything is read or written
     done = finished_result(cfg, run_dir)  # read-only: a finished run is reported without taking it
     if done is not None:
         return {**done, "skipped": True}
+    check_writable(run_dir)
+    held = holder(run_dir)
+    if held is not None:  # busy: say so now, not after loading the data (locked() decides)
+        raise RunDirBusyError(f"run directory {run_dir} is in use by {describe(held)}; wait for it "
+                              f"to end or stop it (a crashed or killed run releases it by itself)")
+    from benchmark.trainer import Trainer
+    trainer = Trainer(cfg, run_dir)  # data, models, evaluator: reads only
     with locked(run_dir):
         done = finished_result(cfg, run_dir)  # finished by the process that held it a moment ago?
         if done is not None:
             return {**done, "skipped": True}
-        if on_locked is not None:
-            on_locked()
-        from benchmark.trainer import Trainer
-        return Trainer(cfg, run_dir).fit()
+        trainer.resume()  # an unusable checkpoint is refused here, before anything is written
+        if before_training is not None:
+            before_training()
+        return trainer.fit()
 
 
 def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
@@ -135,11 +151,11 @@ def _plain(cfg: DictConfig) -> dict:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def execute(cfg: DictConfig, run_dir: Path, in_sweep: bool, on_locked=None) -> tuple[int, dict]:
+def execute(cfg: DictConfig, run_dir: Path, in_sweep: bool, before_training=None) -> tuple[int, dict]:
     """Run one config; its exit status and what happened (status, message). Bad input prints one
     message naming what is wrong; a crash in a single run is raised (its traceback is the message)."""
     try:
-        result = train(cfg, run_dir, on_locked)
+        result = train(cfg, run_dir, before_training)
     except RunDirBusyError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT, {"status": "skipped-busy", "error": str(err)}
@@ -164,7 +180,7 @@ def execute(cfg: DictConfig, run_dir: Path, in_sweep: bool, on_locked=None) -> t
 def main(cfg: DictConfig) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    code, outcome = execute(cfg, run_dir, in_sweep, on_locked=lambda: save_hydra_files(cfg, run_dir))
+    code, outcome = execute(cfg, run_dir, in_sweep, before_training=lambda: save_hydra_files(cfg, run_dir))
     if code and not in_sweep:
         sys.exit(code)
     return outcome

@@ -102,13 +102,22 @@ def locked(run_dir: Path) -> Iterator[None]:
                                     f"choose another (hydra.run.dir=...)") from err
     try:
         _acquire(fd, run_dir)
+        previous = os.pread(fd, 65536, 0)
         note = {"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv,
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(note).encode(), 0)
-        yield
+        _rewrite(fd, json.dumps(note).encode())
+        try:
+            yield
+        except BaseException:
+            _rewrite(fd, previous)  # a refused or failed run leaves the note as it found it
+            raise
     finally:
         os.close(fd)  # releases the lock (as the kernel does if this process dies first)
+
+
+def _rewrite(fd: int, content: bytes) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, content, 0)
 
 
 def _acquire(fd: int, run_dir: Path) -> None:

@@ -106,6 +106,7 @@ class Trainer:
         self.last_row: dict | None = None
         self.last_eval: dict | None = None  # {"iteration", "metrics"} of the latest successful evaluation
         self.preempted_by: int | None = None  # a signal asking the run to stop, kept until the update ends
+        self.resumed = False
 
     # ------------------------------------------------------------ steps
     def sample_z(self, n: int) -> torch.Tensor:
@@ -178,6 +179,7 @@ class Trainer:
         if path.exists():
             self._load_checkpoint(path)
         truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
+        self.resumed = True
 
     def _load_checkpoint(self, path: Path) -> None:
         state = checkpoint.load(path, self.cfg)
@@ -289,7 +291,8 @@ class Trainer:
     # ------------------------------------------------------------ the loop
     def fit(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.resume()
+        if not self.resumed:  # run.py resumes first, to refuse a bad checkpoint before it writes anything
+            self.resume()
         b = self.cfg.budget
         name = f"{self.cfg.regularizer.name}/{self.cfg.setting.name}"
         bar = tqdm(total=self.total, initial=self.iteration, desc=name, unit="G-update",

@@ -2,7 +2,7 @@
 
     python -m analysis.sweep_status [SWEEP_DIR]     (default: the newest folder under multirun/)
 
-A run directory is any folder holding .hydra/config.yaml or result.json. Its
+A run directory is any folder holding .hydra/config.yaml, result.json or a lock. Its
 status is result.json's (completed | diverged | failed); `unreadable` when that
 file cannot be read (named; relaunching the sweep runs it again); else `running`
 (a live process holds its lock: benchmark/run_lock.py) or `stopped` (it logged
@@ -22,7 +22,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from analysis.collect import SchemaError, UnreadableRunError, read_json, read_jsonl
-from benchmark.run_lock import describe, holder
+from benchmark.run_lock import LOCK_NAME, describe, holder
 
 STATUS_ORDER = ("completed", "diverged", "failed", "unreadable", "skipped-busy", "running", "stopped", "started")
 FAILURES = ("failed", "unreadable")  # a sweep with any of these exits non-zero
@@ -30,7 +30,7 @@ FAILURES = ("failed", "unreadable")  # a sweep with any of these exits non-zero
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
-    found |= {p.parent for p in sweep_dir.glob("**/result.json")}
+    found |= {p.parent for pattern in ("**/result.json", f"**/{LOCK_NAME}") for p in sweep_dir.glob(pattern)}
     return sorted(d for d in found if ".submitit" not in d.parts)
 
 

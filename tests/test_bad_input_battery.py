@@ -14,7 +14,7 @@ import torch
 
 from benchmark.config import compose_config
 from benchmark.run import EXIT_BAD_INPUT, execute
-from benchmark.run_lock import LOCK_NAME, locked
+from benchmark.run_lock import locked
 
 # A finished run on the 2-D ring, relaunched with one bad value at a time.
 BASE = ["dataset=ring8", "budget=smoke", "progress=false", "device=cpu"]

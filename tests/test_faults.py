@@ -103,11 +103,12 @@ def test_the_same_command_twice_refuses_the_second_and_bad_relaunches_change_not
 @pytest.mark.slow
 def test_a_sweep_skips_a_busy_run_without_writing_into_it(tmp_path):
     sweep = tmp_path / "sweep"
-    busy = sweep / "regularizer=sn"
+    busy = sweep / "sn"
     busy.mkdir(parents=True)
     proc = hold_in_another_process(busy)
     try:
-        out = run_cli("-m", *BASE, "regularizer=none,sn", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+        out = run_cli("-m", *BASE, "regularizer=none,sn", f"hydra.sweep.dir={sweep}",
+                      "hydra.sweep.subdir=${regularizer.name}", cwd=tmp_path)
         assert not (busy / "result.json").exists() and not (busy / ".hydra").exists()
         status = sweep_status.run_status(busy, sweep_ended=True)
     finally:
@@ -116,7 +117,7 @@ def test_a_sweep_skips_a_busy_run_without_writing_into_it(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]  # busy is not failed
     assert status["status"] == "skipped-busy" and f"pid {proc.pid}" in status["error"]
     assert "1 completed, 1 skipped-busy" in out.stdout and "in use by" in out.stderr
-    assert json.loads((sweep / "regularizer=none" / "result.json").read_text())["status"] == "completed"
+    assert json.loads((sweep / "none" / "result.json").read_text())["status"] == "completed"
 
 
 # ---------------------------------------------------------------- 2. weights that would run code

@@ -11,10 +11,19 @@ but the seed and placement) and `config_id` its digest; `null_metrics` the metri
 that were evaluated but have no value (mixture KL when no sample is good).
 `evals`: one row per (run, evaluation, metric) from metrics.jsonl, long form.
 `sigma_over_training`: one row per (run, logged iteration, D layer).
+
+One run whose files cannot be read (a torn result.json, a damaged log) never blocks
+the others: it is named in a warning and set aside (`runs.attrs["set_aside"]`:
+run directory -> reason); relaunching the sweep runs it again. A torn last line of
+metrics.jsonl (it is appended, so a killed run can leave half a line) is skipped
+with a warning naming the file.
 """
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +34,8 @@ from omegaconf import OmegaConf
 from benchmark.contract import config_id, identity
 
 SCHEMA = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 # Config keys that identify a run in tables and figures: (column, path in the config).
 KEYS = (("dataset", "dataset.name"), ("model", "model.name"), ("width", "model.width"),
         ("regularizer", "regularizer.name"), ("loss", "loss.name"), ("setting", "setting.name"),
@@ -34,6 +45,10 @@ KEYS = (("dataset", "dataset.name"), ("model", "model.name"), ("width", "model.w
 
 class SchemaError(ValueError):
     pass
+
+
+class UnreadableRunError(ValueError):
+    """One file of one run cannot be read; the message names it."""
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -60,7 +75,12 @@ def _get(cfg: dict, dotted: str):
 
 
 def read_json(path: Path) -> dict:
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UnreadableRunError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+    if not isinstance(data, dict):
+        raise UnreadableRunError(f"{path} holds a JSON {type(data).__name__}, not an object")
     if data.get("schema") != SCHEMA:
         raise SchemaError(f"{path} has schema {data.get('schema')!r}; this analysis reads schema {SCHEMA}. "
                           f"Results of different schemas are never mixed: analyse that sweep separately")
@@ -80,9 +100,24 @@ def read_bench(path: Path) -> pd.DataFrame:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The rows of metrics.jsonl; a torn last line (cut mid-write) is skipped with a warning."""
+    path = Path(path)
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(errors="replace").split("\n")
+    except OSError as err:
+        raise UnreadableRunError(f"{path} cannot be read ({err.strerror})") from err
+    rows = []
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    for n, line in numbered:
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            if n == numbered[-1][0]:
+                warnings.warn(f"{path}: its last line is torn (cut mid-write) and was skipped", stacklevel=2)
+                break
+            raise UnreadableRunError(f"{path}, line {n}, cannot be read ({err}): damaged inside") from err
     for row in rows:
         if row.get("schema") != SCHEMA:
             raise SchemaError(f"{path} has rows of schema {row.get('schema')!r}; this analysis reads schema {SCHEMA}")
@@ -95,7 +130,11 @@ def run_record(run_dir: Path) -> dict:
     if result is not None and "config" in result:
         cfg = result["config"]
     else:  # in progress: the composed config Hydra saved
-        cfg = _resolved(yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()))
+        hydra_config = run_dir / ".hydra" / "config.yaml"
+        try:
+            cfg = _resolved(yaml.safe_load(hydra_config.read_text()))
+        except (OSError, yaml.YAMLError) as err:
+            raise UnreadableRunError(f"{hydra_config} cannot be read ({type(err).__name__})") from err
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if result is not None:
         status = result["status"]
@@ -133,8 +172,16 @@ def _resolved(cfg: dict) -> dict:
 
 
 def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    run_dirs = find_runs(paths)
-    runs = pd.DataFrame([run_record(d) for d in run_dirs])
+    records, run_dirs, set_aside = [], [], {}
+    for d in find_runs(paths):
+        try:
+            records.append(run_record(d))
+            run_dirs.append(d)
+        except UnreadableRunError as err:
+            set_aside[str(d)] = str(err)
+            warnings.warn(f"run {d} set aside: {err}; relaunching its sweep runs it again", stacklevel=2)
+    runs = pd.DataFrame(records)
+    runs.attrs["set_aside"] = set_aside
     evals = []
     for d, row in zip(run_dirs, runs.itertuples(index=False), strict=True):
         for r in read_jsonl(d / "metrics.jsonl"):
@@ -154,6 +201,21 @@ def sigma_over_training(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
             for layer, sigma in (r.get("sigma_max") or {}).items():
                 rows.append({"run_dir": str(d), "iteration": r["iteration"], "layer": layer, "sigma": sigma})
     return pd.DataFrame(rows, columns=["run_dir", "iteration", "layer", "sigma"])
+
+
+def write_atomic_text(path: Path, text: str) -> None:
+    """Write an output file whole or not at all (a temp file beside it, then a rename): a report
+    interrupted halfway never leaves a half-written table behind a complete-looking name."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def final_spectra(run_dir: str | Path) -> dict[str, list[float]]:

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks k
 
 from analysis import figures as F  # noqa: E402
 from analysis.claims import check_claims, claims_markdown  # noqa: E402
-from analysis.collect import SchemaError, collect, read_bench  # noqa: E402
+from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, write_atomic_text  # noqa: E402
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
 from benchmark.contract import metric_kind  # noqa: E402
@@ -61,12 +61,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")[:80]
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # atomically: a reader never sees half a table
-
-
 def metric_section(comparison: Comparison, metric: str, out_dir: Path, primary: str | None) -> list[str]:
     kind = metric_kind(metric)
     role = {"quality": "quality", "coverage": "coverage", "precision": "precision-like"}[kind.role]
@@ -79,8 +73,8 @@ def metric_section(comparison: Comparison, metric: str, out_dir: Path, primary: 
     F.save(F.settings_bars(comparison, metric), out_dir, f"settings_{metric}")
     md += [f"![{metric} by setting](settings_{metric}.png)", ""]
     table = F.best_setting_table(comparison, metric)
-    _write(out_dir / f"table2_{metric}.md", F.table_markdown(table, metric, comparison) + "\n")
-    _write(out_dir / f"table2_{metric}.tex", F.table_latex(table, metric, comparison) + "\n")
+    write_atomic_text(out_dir / f"table2_{metric}.md", F.table_markdown(table, metric, comparison) + "\n")
+    write_atomic_text(out_dir / f"table2_{metric}.tex", F.table_latex(table, metric, comparison) + "\n")
     md += ["Best setting per method (Table 2 style):", "", F.table_markdown(table, metric, comparison), ""]
     if not comparison.evals[comparison.evals.metric == metric].empty:
         F.save(F.learning_curves(comparison, metric), out_dir, f"curves_{metric}")
@@ -140,7 +134,7 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
         md += [note, ""]
     bench_frame = read_bench(bench) if bench is not None else None
     verdicts = check_claims(comparison, bench_frame)
-    _write(out_dir / "claims.md", claims_markdown(verdicts) + "\n")
+    write_atomic_text(out_dir / "claims.md", claims_markdown(verdicts) + "\n")
     md += ["## Paper claims", "", "Each checkable claim of the SN paper, tested on these runs (thresholds in "
            "analysis/claims.py and the README).", "", claims_markdown(verdicts), ""]
     if not metrics:
@@ -161,11 +155,13 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
     failed_runs = comparison.runs[comparison.runs.status == "failed"]
     if not failed_runs.empty:
         md += ["## Failed runs", ""] + [f"- `{r.run}`: {r.error}" for r in failed_runs.itertuples()] + [""]
-    tmp = out_dir / ".runs.csv.tmp"
-    comparison.runs.drop(columns=["config"]).to_csv(tmp, index=False)
-    tmp.replace(out_dir / "runs.csv")
+    set_aside = runs.attrs.get("set_aside") or {}
+    if set_aside:
+        md += ["## Runs set aside (their files cannot be read; relaunching the sweep runs them again)", ""]
+        md += [f"- `{d}`: {reason}" for d, reason in sorted(set_aside.items())] + [""]
+    write_atomic_text(out_dir / "runs.csv", comparison.runs.drop(columns=["config"]).to_csv(index=False))
     report = out_dir / "report.md"
-    _write(report, "\n".join(md))
+    write_atomic_text(report, "\n".join(md))
     return report
 
 
@@ -183,11 +179,13 @@ def main(argv=None) -> Path:
     try:
         paths = args.sweeps or [newest_sweep()]
         out = args.out or Path("figures") / paths[0].resolve().name
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"--out {out} is a file: name a folder (the report writes several files)")
         if args.bench is not None and not args.bench.is_file():
             raise FileNotFoundError(f"--bench {args.bench}: no such file (make bench writes {DEFAULT_BENCH})")
         bench = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
         report = make_report(paths, out, bench, args.select, args.failed)
-    except (FileNotFoundError, SchemaError) as err:
+    except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"report: {report}")

@@ -2,10 +2,15 @@
 
     python -m analysis.sweep_status [SWEEP_DIR]     (default: the newest folder under multirun/)
 
-A run directory is any folder holding .hydra/config.yaml. Its status is
-result.json's (completed | diverged | failed), else `running` (it has logged
-progress) or `started`. At the end of every `-m` sweep Hydra calls
-SweepSummary, which prints the same counts and where each failed run's log is.
+A run directory is any folder holding .hydra/config.yaml, result.json or a lock. Its
+status is result.json's (completed | diverged | failed); `unreadable` when that
+file cannot be read (named; relaunching the sweep runs it again); else `running`
+(a live process holds its lock: benchmark/run_lock.py) or `stopped` (it logged
+progress, nobody holds it: killed or preempted; relaunching resumes it) or
+`started`. At the end of every `-m` sweep Hydra calls SweepSummary, which prints
+the same counts (a run another process still holds counts as `skipped-busy`:
+this sweep did not touch it) and where each failed run's log is, and ends the
+sweep with exit status 1 when any run failed or is unreadable.
 """
 from __future__ import annotations
 
@@ -16,13 +21,17 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from analysis.collect import SchemaError, read_json, read_jsonl
+from analysis.collect import SchemaError, UnreadableRunError, read_json, read_jsonl
+from benchmark.run_lock import LOCK_NAME, describe, holder
 
-STATUS_ORDER = ("completed", "diverged", "failed", "running", "started")
+STATUS_ORDER = ("completed", "diverged", "failed", "unreadable", "skipped-busy", "running", "stopped", "started")
+FAILURES = ("failed", "unreadable")  # a sweep with any of these exits non-zero
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml") if ".submitit" not in p.parts)
+    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
+    found |= {p.parent for pattern in ("**/result.json", f"**/{LOCK_NAME}") for p in sweep_dir.glob(pattern)}
+    return sorted(d for d in found if ".submitit" not in d.parts)
 
 
 def last_iteration(run_dir: Path) -> int | None:
@@ -30,14 +39,24 @@ def last_iteration(run_dir: Path) -> int | None:
     return rows[-1].get("iteration") if rows else None
 
 
-def run_status(run_dir: Path) -> dict:
+def run_status(run_dir: Path, sweep_ended: bool = False) -> dict:
+    """Where one run stands. `sweep_ended`: the sweep that ran it is over, so a holder of its lock
+    is another process (the run was skipped as busy)."""
     result_path = run_dir / "result.json"
-    if result_path.is_file():
-        result = read_json(result_path)  # refuses another schema: sweeps of two schemas never mix
-        return {"run": run_dir, "status": result["status"], "iteration": result.get("iteration"),
-                "planned": result.get("iterations_planned"), "error": result.get("error")}
-    iteration = last_iteration(run_dir)
-    return {"run": run_dir, "status": "running" if iteration else "started", "iteration": iteration,
+    held = holder(run_dir)
+    try:
+        if result_path.is_file() and held is None:
+            result = read_json(result_path)  # refuses another schema: sweeps of two schemas never mix
+            return {"run": run_dir, "status": result["status"], "iteration": result.get("iteration"),
+                    "planned": result.get("iterations_planned"), "error": result.get("error")}
+        iteration = last_iteration(run_dir)
+    except UnreadableRunError as err:
+        return {"run": run_dir, "status": "unreadable", "iteration": None, "planned": None,
+                "error": f"{err}; relaunching the sweep runs it again"}
+    if held is not None:
+        return {"run": run_dir, "status": "skipped-busy" if sweep_ended else "running", "iteration": iteration,
+                "planned": None, "error": f"held by {describe(held)}"}
+    return {"run": run_dir, "status": "stopped" if iteration else "started", "iteration": iteration,
             "planned": None, "error": None}
 
 
@@ -47,19 +66,27 @@ def logs_of(run_dir: Path) -> list[Path]:
     return [p for p in (run_dir / "result.json", run_dir / "run.log") if p.is_file()]
 
 
-def summary(sweep_dir: Path) -> str:
-    statuses = [run_status(d) for d in run_dirs(sweep_dir)]
+def summary(sweep_dir: Path, sweep_ended: bool = False) -> str:
+    statuses = [run_status(d, sweep_ended) for d in run_dirs(sweep_dir)]
     counts = Counter(s["status"] for s in statuses)
     lines = [f"sweep {sweep_dir}: {len(statuses)} runs: " +
              ", ".join(f"{counts[k]} {k}" for k in STATUS_ORDER if counts[k])]
     for s in statuses:
+        if s["status"] in (*FAILURES, "skipped-busy"):
+            lines.append(f"  {s['status']}: {s['run'].relative_to(sweep_dir)}: {s['error']}")
         if s["status"] == "failed":
-            lines.append(f"  failed: {s['run'].relative_to(sweep_dir)}: {s['error']}")
             lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
     submitit = sweep_dir / ".submitit"
     if counts["failed"] and submitit.is_dir():
         lines.append(f"  submitit's job logs (stdout/stderr per job): {submitit}/<job id>/")
+    if any(counts[k] for k in FAILURES):
+        lines.append(f"  {sum(counts[k] for k in FAILURES)} run(s) did not finish: fix the cause and relaunch the "
+                     f"same command (finished runs are skipped, failed ones run again)")
     return "\n".join(lines)
+
+
+def failures(sweep_dir: Path) -> int:
+    return sum(run_status(d)["status"] in FAILURES for d in run_dirs(sweep_dir))
 
 
 def table(sweep_dir: Path) -> str:
@@ -76,10 +103,15 @@ class SweepSummary(Callback):
     """Hydra callback (conf/config.yaml, hydra.callbacks): prints the summary when a sweep ends."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            print(summary(Path(str(config.hydra.sweep.dir))), flush=True)
+            print(summary(sweep_dir, sweep_ended=True), flush=True)
         except SchemaError as err:
             print(f"error: {err}", file=sys.stderr)
+            return
+        if failures(sweep_dir):  # `make sweep` (and any script around it) sees that runs are missing
+            sys.stdout.flush()
+            raise SystemExit(1)
 
 
 def newest_sweep(root: Path = Path("multirun")) -> Path:
@@ -103,7 +135,7 @@ def main(argv=None) -> None:
             raise FileNotFoundError(f"{sweep_dir} holds no run directories (folders with .hydra/config.yaml)")
         print(table(sweep_dir))
         print(summary(sweep_dir))
-    except (FileNotFoundError, SchemaError) as err:
+    except (OSError, SchemaError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

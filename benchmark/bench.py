@@ -40,6 +40,8 @@ def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str
             "progress=false", "budget=smoke", "eval=none"]
     if args.model != "mlp":
         base.append(f"model.width={args.width}")
+    else:  # the config check pairs the MLP with point data
+        base.append("dataset=ring8")
     return compose_config(base + overrides)
 
 

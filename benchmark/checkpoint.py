@@ -3,6 +3,7 @@ written by a different config is an error that names the file; the file is
 never overwritten or silently ignored."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -28,6 +29,18 @@ def fingerprint(cfg) -> dict:
             if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES)}
 
 
+def load_failure(err: Exception) -> str:
+    """torch.load's error in one line, without its advice to retry with weights_only=False
+    (which would run whatever code the file holds)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        refused = next((line.strip() for line in text.splitlines() if "unsupported" in line.lower()), "")
+        return f"it holds objects other than tensors and plain containers{': ' + refused if refused else ''}"
+    if isinstance(err, KeyError):  # the unpickler met bytes that are no pickle opcode
+        return "not a PyTorch file"
+    return f"{type(err).__name__}: {text.split('. ')[0] if text else 'no detail'}"
+
+
 def save(path: Path, state: dict) -> None:
     write_atomic(path, lambda tmp: torch.save({"schema": SCHEMA, **state}, tmp))
 
@@ -37,7 +50,7 @@ def load(path: Path, cfg) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); {advice}") from err
+        raise CheckpointError(f"checkpoint {path} cannot be read ({load_failure(err)}); {advice}") from err
     if not isinstance(state, dict) or state.get("schema") != SCHEMA:
         found = state.get("schema") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {path} has schema {found!r}, this code reads schema {SCHEMA}; {advice}")

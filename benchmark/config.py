@@ -2,6 +2,7 @@
 training starts, so that bad input fails fast with the key and value named."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -10,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import regularizers
 from benchmark.contract import SPEED_SWITCHES
-from benchmark.data import VALID_DATASETS
+from benchmark.data import POINT_DATASETS, STL10_SPLITS, VALID_DATASETS, training_set_size
+from benchmark.evaluation import EvaluationSetupError, Protocol
 from benchmark.losses import VALID_LOSSES
-from benchmark.models import VALID_MODELS
+from benchmark.models import RESNET_LAYOUTS, VALID_MODELS
 from benchmark.speed import COMPILE_MODES
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -58,43 +60,124 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def validate(cfg) -> torch.device:
-    """Raise ConfigError naming every bad key; return the device to train on."""
-    p: list[str] = []
+def _is_number(x) -> bool:
+    """A finite int or float: inf and nan are refused everywhere (lr=inf would only show as a
+    'diverged' result, c=inf would switch clipping off)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive_ints(p: list[str], node, prefix: str, keys) -> None:
+    for key in keys:
+        _check(p, _is_int(node[key]) and node[key] >= 1, f"{prefix}{key}", node[key], "must be an integer >= 1")
+
+
+def _check_setting(p: list[str], cfg) -> None:
     s = cfg.setting
-    _check(p, isinstance(s.lr, (int, float)) and s.lr > 0, "setting.lr", s.lr, "must be a number > 0")
+    _check(p, _is_number(s.lr) and s.lr > 0, "setting.lr", s.lr, "must be a finite number > 0")
     for key in ("beta1", "beta2"):
-        v = s[key]
-        _check(p, isinstance(v, (int, float)) and 0 <= v < 1, f"setting.{key}", v, "must be in [0, 1)")
-    _check(p, _is_int(s.n_dis) and s.n_dis >= 1, "setting.n_dis", s.n_dis, "must be an integer >= 1")
+        _check(p, _is_number(s[key]) and 0 <= s[key] < 1, f"setting.{key}", s[key], "must be in [0, 1)")
+    _positive_ints(p, s, "setting.", ("n_dis",))
+    _positive_ints(p, cfg, "", ("batch_size", "z_dim"))
     _check(p, s.lr_decay in LR_DECAYS, "setting.lr_decay", s.lr_decay, f"valid: {', '.join(LR_DECAYS)}")
-    _check(p, _is_int(s.g_batch_multiplier) and s.g_batch_multiplier >= 1, "setting.g_batch_multiplier",
-           s.g_batch_multiplier, "must be an integer >= 1")
-    _check(p, _is_int(cfg.batch_size) and cfg.batch_size >= 1, "batch_size", cfg.batch_size, "must be an integer >= 1")
-    _check(p, _is_int(cfg.z_dim) and cfg.z_dim >= 1, "z_dim", cfg.z_dim, "must be an integer >= 1")
+    _positive_ints(p, s, "setting.", ("g_batch_multiplier",))
     _check(p, _is_int(cfg.seed) and cfg.seed >= 0, "seed", cfg.seed, "must be an integer >= 0")
     b = cfg.budget
-    for key in ("iterations", "log_every", "checkpoint_every", "sample_every"):
-        _check(p, _is_int(b[key]) and b[key] >= 1, f"budget.{key}", b[key], "must be an integer >= 1")
+    _positive_ints(p, b, "budget.", ("iterations", "log_every", "checkpoint_every", "sample_every"))
     if not p and b.checkpoint_every % b.log_every:
         p.append(f"budget.checkpoint_every={b.checkpoint_every!r}: must be a multiple of "
                  f"budget.log_every={b.log_every} (a checkpoint closes a logging interval)")
-    e = cfg.eval
-    for key in ("every", "batch_size", "kid_subsets", "kid_subset_size"):
-        _check(p, _is_int(e[key]) and e[key] >= 1, f"eval.{key}", e[key], "must be an integer >= 1")
-    _check(p, cfg.regularizer.name in regularizers.REGISTRY, "regularizer.name", cfg.regularizer.name,
-           f"valid: {', '.join(sorted(regularizers.REGISTRY))}")
+
+
+def _check_regularizer(p: list[str], cfg) -> None:
+    """The method's name and every option it declares (regularizers/base.py: Option)."""
+    name = cfg.regularizer.name
+    if name not in regularizers.REGISTRY:
+        p.append(f"regularizer.name={name!r}: valid: {', '.join(sorted(regularizers.REGISTRY))}")
+        return
+    options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
+    p.extend(regularizers.REGISTRY[name].option_problems(options))
+
+
+def _check_data_and_model(p: list[str], cfg) -> None:
+    d, m = cfg.dataset, cfg.model
+    _check(p, d.name in VALID_DATASETS, "dataset.name", d.name, f"valid: {', '.join(VALID_DATASETS)}")
+    _check(p, m.name in VALID_MODELS, "model.name", m.name, f"valid: {', '.join(VALID_MODELS)}")
     _check(p, cfg.loss.name in VALID_LOSSES, "loss.name", cfg.loss.name, f"valid: {', '.join(VALID_LOSSES)}")
-    _check(p, cfg.model.name in VALID_MODELS, "model.name", cfg.model.name, f"valid: {', '.join(VALID_MODELS)}")
-    _check(p, cfg.dataset.name in VALID_DATASETS, "dataset.name", cfg.dataset.name, f"valid: {', '.join(VALID_DATASETS)}")
-    if "width" in cfg.model:
-        _check(p, isinstance(cfg.model.width, (int, float)) and cfg.model.width > 0, "model.width", cfg.model.width, "must be > 0")
+    if d.name not in VALID_DATASETS or m.name not in VALID_MODELS:
+        return
+    points = d.name in POINT_DATASETS
+    if points != (m.name == "mlp"):
+        p.append(f"model={m.name}: dataset={d.name} is {'2-D points: use model=mlp' if points else 'images: use model=cnn or resnet'}")
+    if "width" in m:
+        _check(p, _is_number(m.width) and m.width > 0, "model.width", m.width, "must be a finite number > 0")
+    if m.name == "mlp":
+        _positive_ints(p, m, "model.", ("hidden", "depth"))
+    if "leaky_slope" in m:
+        _check(p, _is_number(m.leaky_slope), "model.leaky_slope", m.leaky_slope, "must be a finite number")
+    if points:
+        _positive_ints(p, d, "dataset.", ("num_samples",))
+        _check(p, _is_number(d.std) and d.std > 0, "dataset.std", d.std, "must be a finite number > 0")
+    else:
+        size = d.size
+        if d.name == "fashion_mnist":
+            _check(p, _is_int(size) and size >= 28 and (size - 28) % 2 == 0, "dataset.size", size,
+                   "must be an integer >= 28 with an even difference to 28 (the 28px images are zero-padded)")
+        elif d.name == "stl10":
+            _check(p, d.split in STL10_SPLITS, "dataset.split", d.split, f"valid: {', '.join(STL10_SPLITS)}")
+            _check(p, _is_int(size) and 1 <= size <= 96, "dataset.size", size, "must be an integer in [1, 96]")
+        if _is_int(size) and m.name == "cnn" and size % 8:
+            p.append(f"dataset.size={size!r}: model=cnn needs an image size divisible by 8 (Mg = M/8)")
+        if _is_int(size) and m.name == "resnet" and size not in RESNET_LAYOUTS:
+            p.append(f"dataset.size={size!r}: model=resnet has layouts for sizes {sorted(RESNET_LAYOUTS)} only")
+        root = Path(str(cfg.data_root)).expanduser()
+        if root.exists() and not root.is_dir():
+            p.append(f"data_root={str(cfg.data_root)!r}: is a file, not a folder")
+    if not p and _is_int(cfg.batch_size) and cfg.batch_size > training_set_size(d):
+        p.append(f"batch_size={cfg.batch_size!r}: exceeds the {training_set_size(d)} samples of dataset={d.name}")
+
+
+def _check_eval(p: list[str], cfg) -> None:
+    e = cfg.eval
+    _positive_ints(p, e, "eval.", ("every", "batch_size", "kid_subsets", "kid_subset_size"))
+    _check(p, _is_number(e.mixture_covered_fraction) and 0 <= e.mixture_covered_fraction <= 1,
+           "eval.mixture_covered_fraction", e.mixture_covered_fraction, "must be in [0, 1]")
+    if not OmegaConf.is_list(e.metrics):
+        p.append(f"eval.metrics={e.metrics!r}: must be a list of metric names, e.g. eval.metrics=[mixture10k]")
+        return
+    for key in ("inception_weights", "classifier"):
+        if e[key] is not None and not Path(str(e[key])).expanduser().is_file():
+            p.append(f"eval.{key}={str(e[key])!r}: no such file")
+    if cfg.dataset.name not in VALID_DATASETS:
+        return
+    points = cfg.dataset.name in POINT_DATASETS
+    for name in e.metrics:
+        try:
+            protocol = Protocol.parse(str(name))
+        except EvaluationSetupError as err:
+            p.append(f"eval.metrics: {err}")
+            continue
+        if (protocol.space == "points") != points:
+            p.append(f"eval.metrics: {name} is for {'2-D points' if protocol.space == 'points' else 'images'}, "
+                     f"dataset={cfg.dataset.name} has {'points' if points else 'images'}")
+        elif protocol.space == "fmnist" and cfg.dataset.name != "fashion_mnist":
+            p.append(f"eval.metrics: {name}: the fmnist_ metrics are for dataset=fashion_mnist")
+
+
+def validate(cfg) -> torch.device:
+    """Raise ConfigError naming every bad key and what is valid; return the device to train on.
+    Reads no data and writes nothing: a bad command line costs seconds, whatever it asks for."""
+    p: list[str] = []
+    _check_setting(p, cfg)
+    _check_regularizer(p, cfg)
+    _check_data_and_model(p, cfg)
+    _check_eval(p, cfg)
     sp = cfg.speed
     for key in SPEED_SWITCHES:
         if key != "compile":
             _check(p, isinstance(sp[key], bool), f"speed.{key}", sp[key], "must be true or false")
     _check(p, sp.compile is False or sp.compile in COMPILE_MODES, "speed.compile", sp.compile,
            f"valid: false, {', '.join(COMPILE_MODES)}")
+    _check(p, isinstance(cfg.progress, bool), "progress", cfg.progress, "must be true or false")
     try:
         device = resolve_device(cfg.device)
     except ConfigError as err:

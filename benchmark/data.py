@@ -12,20 +12,52 @@ import gzip
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from benchmark.results import write_atomic
+
 VALID_DATASETS = ("cifar10", "stl10", "fashion_mnist", "ring8", "grid25")
+POINT_DATASETS = ("ring8", "grid25")  # 2-D points (the MLP); the others are images
+STL10_SPLITS = {"train": 5000, "unlabeled": 100000, "train+unlabeled": 105000, "test": 8000}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-class DatasetNotFoundError(RuntimeError):
+class DatasetError(RuntimeError):
+    """A dataset that cannot be used as it is (missing, truncated): bad input, named with its file."""
+
+
+class DatasetNotFoundError(DatasetError):
     pass
+
+
+def training_set_size(cfg) -> int:
+    """The number of training samples of the dataset config `cfg`, known without reading it
+    (the config check compares batch sizes and metric counts with it)."""
+    sizes = {"cifar10": 50000, "fashion_mnist": 60000}
+    if cfg.name == "stl10":
+        return STL10_SPLITS[cfg.split]
+    return cfg.num_samples if cfg.name in POINT_DATASETS else sizes[cfg.name]
+
+
+def check_idx(path: Path) -> None:
+    """Refuse an IDX file (MNIST's format) whose length disagrees with its header: a truncated
+    download or copy would otherwise be reported by torchvision as a missing dataset."""
+    data = path.read_bytes()
+    ndim = data[3] if len(data) >= 4 else 0
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise DatasetError(f"{path} is not an IDX file of unsigned bytes (a damaged copy?): delete it so that "
+                           f"it is copied or downloaded again")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + math.prod(dims)
+    if len(data) != expected:
+        raise DatasetError(f"{path} is truncated or damaged: {len(data)} bytes, its header promises {expected} "
+                           f"({' x '.join(map(str, dims))}); delete it so that it is copied or downloaded again")
 
 
 def _torchvision_dataset(cls, root: Path, download: bool, where: str, how: str, **kwargs):
@@ -69,16 +101,17 @@ def load_stl10(root: Path, download: bool, split: str, size: int) -> torch.Tenso
 
 
 def _copy_debian_fashion_mnist(raw: Path) -> None:
-    """Un-gzip Debian's dataset-fashion-mnist files into torchvision's raw folder."""
-    raw.mkdir(parents=True, exist_ok=True)
+    """Un-gzip Debian's dataset-fashion-mnist files into torchvision's raw folder (atomically, and
+    readable by others like any data file)."""
     for name in FASHION_MNIST_FILES:
         target = raw / name
         if target.exists():
             continue
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.")
-        with gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz", "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, target)
+
+        def unzip(tmp, name=name):
+            with gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz", "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        write_atomic(target, unzip)
 
 
 def load_fashion_mnist(root: Path, download: bool, size: int, train: bool = True) -> torch.Tensor:
@@ -87,6 +120,9 @@ def load_fashion_mnist(root: Path, download: bool, size: int, train: bool = True
     have_raw = all((raw / name).exists() for name in FASHION_MNIST_FILES)
     if not have_raw and all((DEBIAN_FASHION_MNIST / f"{n}.gz").exists() for n in FASHION_MNIST_FILES):
         _copy_debian_fashion_mnist(raw)
+    for name in FASHION_MNIST_FILES:
+        if (raw / name).is_file():
+            check_idx(raw / name)
     ds = _torchvision_dataset(
         FashionMNIST, root, download, f"{raw} (and {DEBIAN_FASHION_MNIST})",
         "apt-get install dataset-fashion-mnist, or put the IDX files in data_root/FashionMNIST/raw",

@@ -21,14 +21,16 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.checkpoint import CheckpointError
+from benchmark.checkpoint import CheckpointError, load_failure
 from benchmark.config import ConfigError, compose_config, resolve_device
-from benchmark.data import DatasetNotFoundError, load_dataset
+from benchmark.data import DatasetError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 from benchmark.models import build_models
 from benchmark.results import SCHEMA, write_json
+from benchmark.run_lock import RunDirBusyError, RunDirUnwritableError, locked
 
-BAD_INPUT = (ConfigError, DatasetNotFoundError, CheckpointError, EvaluationSetupError, FileNotFoundError)
+BAD_INPUT = (ConfigError, DatasetError, CheckpointError, EvaluationSetupError, FileNotFoundError, RunDirBusyError,
+             RunDirUnwritableError)
 
 
 def with_overrides(cfg, metrics: str | None, overrides: list[str]):
@@ -42,7 +44,12 @@ def run_config(run_dir: Path):
     """The resolved config a run was trained with (result.json, else .hydra/config.yaml)."""
     result, hydra_cfg = run_dir / "result.json", run_dir / ".hydra" / "config.yaml"
     if result.is_file():
-        return OmegaConf.create(json.loads(result.read_text())["config"])
+        try:
+            return OmegaConf.create(json.loads(result.read_text())["config"])
+        except (ValueError, KeyError) as err:
+            if not hydra_cfg.is_file():
+                raise CheckpointError(f"{result} cannot be read ({type(err).__name__}) and there is no "
+                                      f"{hydra_cfg} to read the run's config from") from err
     if hydra_cfg.is_file():
         return OmegaConf.load(hydra_cfg)
     raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither result.json nor .hydra/config.yaml")
@@ -56,16 +63,25 @@ def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides
         raise FileNotFoundError(f"{path} does not exist: nothing to evaluate")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        train = load_dataset(cfg.dataset, cfg.data_root)
-        G, _ = build_models(cfg.model, tuple(train.shape[1:]), cfg.z_dim)
+    except Exception as err:  # truncated, not a PyTorch file, or holding more than tensors
+        raise CheckpointError(f"checkpoint {path} cannot be read ({load_failure(err)})") from err
+    train = load_dataset(cfg.dataset, cfg.data_root)
+    G, _ = build_models(cfg.model, tuple(train.shape[1:]), cfg.z_dim)
+    try:
         G.load_state_dict(state["G"])
-    except (RuntimeError, KeyError, EOFError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be used ({type(err).__name__}: {err})") from err
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not hold this run's generator "
+                              f"({type(err).__name__}: {str(err).splitlines()[0]})") from err
     evaluator = Evaluator(cfg.eval, cfg.dataset, train.to(device), device, cfg.data_root, progress=True)
     values = evaluator.evaluate(G.to(device), cfg.z_dim)
-    result_path = run_dir / "result.json"
+    result_path, result = run_dir / "result.json", None
     if result_path.is_file():
-        result = json.loads(result_path.read_text())
+        try:
+            result = json.loads(result_path.read_text())
+        except ValueError:
+            print(f"warning: {result_path} cannot be read: the metrics are printed, not merged into it",
+                  file=sys.stderr)
+    if result is not None:
         if result.get("iteration") != state["iteration"]:
             print(f"note: the checkpoint is of iteration {state['iteration']}, result.json of "
                   f"{result.get('iteration')} (a diverged run keeps its last good checkpoint)", file=sys.stderr)
@@ -108,7 +124,10 @@ def main(argv=None) -> dict:
             out = args.out or Path("outputs") / "real" / f"{args.real}.json"
             write_json(out, report)
         else:
-            report = evaluate_run(args.run_dir, args.metrics, args.device, overrides)
+            if not args.run_dir.is_dir():
+                raise FileNotFoundError(f"{args.run_dir} is not a run directory (no such folder)")
+            with locked(args.run_dir):  # result.json is rewritten: never while a run writes it
+                report = evaluate_run(args.run_dir, args.metrics, args.device, overrides)
     except BAD_INPUT as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

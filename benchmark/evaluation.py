@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from benchmark.checkpoint import load_failure
 from benchmark.contract import METRIC_KINDS, parse_metric
 from benchmark.data import mixture_modes
 from benchmark.results import write_atomic
@@ -70,8 +71,11 @@ class Protocol:
                                        f"fid5k_10k, fid50k_train, fmnist_fid10k_train, prc10k_10k, mixture10k)")
         kind, g = parsed
         real = g.get("real")
-        return cls(name=name, kind=kind.name, space=g["space"], num_fake=_count(g["n"]),
-                   real=None if real in (None, "train") else _count(real), splits=int(g.get("splits") or 1))
+        protocol = cls(name=name, kind=kind.name, space=g["space"], num_fake=_count(g["n"]),
+                       real=None if real in (None, "train") else _count(real), splits=int(g.get("splits") or 1))
+        if min(protocol.num_fake, protocol.splits, 1 if protocol.real is None else protocol.real) < 1:
+            raise EvaluationSetupError(f"metric {name!r}: every count in its name must be >= 1")
+        return protocol
 
     def compute(self):
         module, function = next(k for k in METRIC_KINDS if k.name == self.kind).compute.split(":")
@@ -193,13 +197,19 @@ class FeatureSpace:
         return {k: torch.cat(v) for k, v in out.items()}
 
 
+# sha256 of torch-fidelity's weights-inception-2015-12-05-6726825d.pth (its name carries the first 8
+# digits, which is all torch hub checks): the file the published Inception numbers come from.
+OFFICIAL_INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
+
 def inception_weights(configured: str | None) -> str:
-    """The local file of torch-fidelity's Inception weights, fetched into torch hub's cache if need be."""
+    """The local file of torch-fidelity's Inception weights, fetched into torch hub's cache if need be,
+    verified (verify_inception_weights) before torch-fidelity sees it."""
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
     if configured:
         if not Path(configured).is_file():
             raise EvaluationSetupError(f"eval.inception_weights={configured}: no such file")
-        return str(configured)
+        return verify_inception_weights(Path(configured))
     cached = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
     if not cached.is_file():
         try:
@@ -210,7 +220,29 @@ def inception_weights(configured: str | None) -> str:
                 f"the Inception weights are missing: {cached} ({type(err).__name__}: {err}). "
                 f"Run `make prefetch` on a machine with internet (it downloads {URL_INCEPTION_V3}), "
                 f"or set eval.inception_weights=PATH") from err
-    return str(cached)
+    return verify_inception_weights(cached)
+
+
+def verify_inception_weights(path: Path) -> str:
+    """`path` if it is safe to hand to torch-fidelity, which unpickles it with weights_only=False
+    (any code a crafted file holds would run). The official file passes by its digest; any other
+    must load with weights_only=True as a dict of tensors (then the unrestricted load meets the
+    same harmless content), and a note says its numbers are not the published protocol's."""
+    if file_digest(str(path), length=64) == OFFICIAL_INCEPTION_SHA256:
+        return str(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise EvaluationSetupError(
+            f"Inception weights {path} refused: it is not the official file (sha256 differs) and it does not "
+            f"load as plain tensors ({load_failure(err)}); torch-fidelity would unpickle it with "
+            f"weights_only=False, which runs any code inside. Use `make prefetch`'s download") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EvaluationSetupError(f"Inception weights {path} refused: not a state dict of tensors "
+                                   f"(found {type(state).__name__})")
+    print(f"note: {path} is not the official Inception weights file (sha256 {OFFICIAL_INCEPTION_SHA256[:8]}...): "
+          f"its IS / FID / KID are not comparable with published numbers", file=sys.stderr)
+    return str(path)
 
 
 def build_space(space: str, eval_cfg, device: torch.device, data_root: str, progress: bool) -> FeatureSpace:
@@ -231,17 +263,28 @@ def build_space(space: str, eval_cfg, device: torch.device, data_root: str, prog
         name, features = register_extractor(weights), ("logits", "features")
     else:
         raise EvaluationSetupError(f"unknown feature space {space!r}")
-    extractor = create_feature_extractor(name, list(features), cuda=False, verbose=False,
-                                         feature_extractor_weights_path=weights).to(device)
+    try:
+        extractor = create_feature_extractor(name, list(features), cuda=False, verbose=False,
+                                             feature_extractor_weights_path=weights).to(device)
+    except (RuntimeError, KeyError) as err:  # a state dict of another architecture
+        raise EvaluationSetupError(f"{space} weights {weights} do not fit the {space} extractor "
+                                   f"({load_failure(err)})") from err
     return FeatureSpace(f"{space}-{file_digest(weights)}", extractor, *features)
 
 
-def file_digest(path: str) -> str:
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:8]
+    return digest.hexdigest()
+
+
+def file_digest(path: str, length: int = 8) -> str:
+    """sha256 of a file's content (the first `length` hex digits), read once per version of the file."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)[:length]
 
 
 def ensure_classifier(path: Path, data_root: str, progress: bool) -> None:
@@ -355,7 +398,7 @@ class Evaluator:
         subset = "train" if p.real is None else f"train{p.real}"
         stem = f"real-{self.dataset.name}{self.dataset.size}-{self.data_digest}-{subset}-{space.name}"
         paths = {what: Path(self.cfg.cache_root).expanduser() / f"{stem}-{what}.pt" for what in ("features", "fidstats")}
-        wanted = "features" if p.kind == "kid" else "fidstats"
+        wanted = "features" if p.kind in ("kid", "prc") else "fidstats"  # prc: k-NN radii need the features
         if paths[wanted].is_file():
             return torch.load(paths[wanted], map_location="cpu", weights_only=True)
         real = self._real_subset(p.real)

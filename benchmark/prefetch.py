@@ -18,7 +18,7 @@ import sys
 import torch
 
 from benchmark.config import CONF, compose_config, resolve_device
-from benchmark.data import VALID_DATASETS, DatasetNotFoundError, load_dataset
+from benchmark.data import VALID_DATASETS, DatasetError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 
 EVAL_PRESETS = sorted(p.stem for p in (CONF / "eval").glob("*.yaml"))
@@ -54,7 +54,7 @@ def main(argv=None) -> list[str]:
                 del train, evaluator
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-    except (DatasetNotFoundError, EvaluationSetupError) as err:
+    except (DatasetError, EvaluationSetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     return done

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 import regularizers
 from benchmark import checkpoint, losses
-from benchmark.config import validate
+from benchmark.config import ConfigError, validate
 from benchmark.data import BatchStream, load_dataset
 from benchmark.evaluation import Evaluator
 from benchmark.models import build_models
@@ -60,6 +61,9 @@ class Trainer:
 
         if data is None:
             data = load_dataset(cfg.dataset, cfg.data_root)
+        if cfg.batch_size > len(data):  # a stand-in smaller than the dataset's known size (the check's)
+            raise ConfigError(f"batch_size={cfg.batch_size}: exceeds the {len(data)} samples of the data "
+                              f"in {cfg.data_root}")
         self.batches = BatchStream(data, cfg.batch_size, cfg.seed, self.device)
         G, D = build_models(cfg.model, self.batches.shape, cfg.z_dim)
         options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
@@ -102,6 +106,7 @@ class Trainer:
         self.last_row: dict | None = None
         self.last_eval: dict | None = None  # {"iteration", "metrics"} of the latest successful evaluation
         self.preempted_by: int | None = None  # a signal asking the run to stop, kept until the update ends
+        self.resumed = False
 
     # ------------------------------------------------------------ steps
     def sample_z(self, n: int) -> torch.Tensor:
@@ -178,9 +183,15 @@ class Trainer:
         })
 
     def resume(self) -> None:
+        """Continue from checkpoint.pt if there is one; either way metrics.jsonl keeps only the rows up
+        to where training restarts (rows of an attempt killed after its checkpoint, a torn last line)."""
         path = self.checkpoint_path()
-        if not path.exists():
-            return
+        if path.exists():
+            self._load_checkpoint(path)
+        truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
+        self.resumed = True
+
+    def _load_checkpoint(self, path: Path) -> None:
         state = checkpoint.load(path, self.cfg)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
@@ -194,7 +205,6 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
         self.last_row = state["last_row"]
         self.last_eval = state["last_eval"]
-        truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
 
     def log(self, start: float) -> int | None:
         """Close the timing of the update begun at `start`, write one metrics row, and
@@ -280,6 +290,8 @@ class Trainer:
         requeues the job and exits; without one, the process ends as the signal would end it)."""
         signum, self.preempted_by = self.preempted_by, None
         self.save_checkpoint()
+        print(f"received {signal.Signals(signum).name}: checkpoint of iteration {self.iteration} saved in "
+              f"{self.checkpoint_path()}; the same command resumes from it", file=sys.stderr, flush=True)
         handler = previous.get(signum, signal.SIG_DFL)
         if callable(handler):
             handler(signum, None)  # may return (submitit ignores TERM): training then goes on
@@ -289,7 +301,8 @@ class Trainer:
     # ------------------------------------------------------------ the loop
     def fit(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.resume()
+        if not self.resumed:  # run.py resumes first, to refuse a bad checkpoint before it writes anything
+            self.resume()
         b = self.cfg.budget
         name = f"{self.cfg.regularizer.name}/{self.cfg.setting.name}"
         bar = tqdm(total=self.total, initial=self.iteration, desc=name, unit="G-update",

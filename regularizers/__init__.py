@@ -5,7 +5,7 @@ is also the name of its Hydra config, conf/regularizer/<name>.yaml.
 """
 from __future__ import annotations
 
-from regularizers.base import Regularizer, as_matrix, weight_layers
+from regularizers.base import Option, Regularizer, as_matrix, weight_layers
 from regularizers.batch_norm import BatchNorm
 from regularizers.frobenius_norm import FrobeniusNorm
 from regularizers.gan_gp import GANGP
@@ -30,7 +30,10 @@ REGISTRY: dict[str, type[Regularizer]] = {
 def build(name: str, **options) -> Regularizer:
     if name not in REGISTRY:
         raise ValueError(f"unknown regularizer {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    problems = REGISTRY[name].option_problems(options)
+    if problems:
+        raise ValueError("invalid regularizer options:\n  " + "\n  ".join(problems))
     return REGISTRY[name](**options)
 
 
-__all__ = ["REGISTRY", "Regularizer", "as_matrix", "build", "weight_layers"]
+__all__ = ["REGISTRY", "Option", "Regularizer", "as_matrix", "build", "weight_layers"]

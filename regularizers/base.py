@@ -8,7 +8,10 @@ A method acts through at most four hooks, called by the one trainer:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -30,8 +33,50 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight.flatten(1)
 
 
+@dataclass(frozen=True)
+class Option:
+    """One config key of a regularizer (conf/regularizer/<name>.yaml): its type and valid range.
+
+    Declared on the class (`options = {"c": Option(float, low=0, low_open=True)}`), so that the
+    run's config check refuses a bad value before any data is loaded, with the range named,
+    and a new method gets the same check by declaring its keys."""
+    kind: type = float        # int: integers only; float: any finite number (ints included); str: a choice
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False    # the bound itself is excluded
+    high_open: bool = False
+    choices: tuple[str, ...] = ()   # kind str: the valid values
+
+    def describe(self) -> str:
+        if self.kind is str:
+            return f"one of: {', '.join(self.choices)}"
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            return f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if self.high_open else '<='} {self.high:g}"
+        return what
+
+    def accepts(self, value) -> bool:
+        if self.kind is str:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+
 class Regularizer:
     name: str = ""
+    # Every config key the method takes (its __init__ parameters), with its valid range.
+    options: ClassVar[dict[str, Option]] = {}
     default_loss: str | None = None  # the loss the paper pairs with the method
     # The trainer's noise generator, for methods that draw random numbers (the penalty's
     # interpolation weights), so that a seed fixes them and a resumed run draws the same ones.
@@ -40,6 +85,19 @@ class Regularizer:
     couples_batch: bool = False      # D's output for one sample depends on the others (BN)
     compile_penalty: bool = True     # penalty() can run under torch.compile (not with double backward)
     compile_after_step: bool = True  # after_step() can run under torch.compile
+
+    @classmethod
+    def option_problems(cls, values: dict) -> list[str]:
+        """`regularizer.KEY=VALUE: what is valid` for every unknown or bad key of `values`
+        (the config group without `name`); empty when all are good."""
+        problems = []
+        for key, value in values.items():
+            if key not in cls.options:
+                valid = ", ".join(sorted(cls.options)) or "none"
+                problems.append(f"regularizer.{key}={value!r}: regularizer={cls.name} has no such option; valid: {valid}")
+            elif not cls.options[key].accepts(value):
+                problems.append(f"regularizer.{key}={value!r}: must be {cls.options[key].describe()}")
+        return problems
 
     def attach(self, D: nn.Module) -> nn.Module:
         return D

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from regularizers.base import Regularizer
+from regularizers.base import Option, Regularizer
 from regularizers.normalization_layers import NormSlot, replace_norm_slots, without_gain
 
 
@@ -15,6 +15,8 @@ def _batch_norm(slot: NormSlot, eps: float, momentum: float) -> nn.Module:
 class BatchNorm(Regularizer):
     name = "bn"
     couples_batch = True  # batch statistics: real and fake go through D in separate calls, as in the paper's code
+
+    options = {"eps": Option(float, low=0, low_open=True), "momentum": Option(float, low=0, high=1)}
 
     def __init__(self, eps: float = 2e-5, momentum: float = 0.1):
         self.eps = eps

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer
+from regularizers.base import Option, Regularizer
 from regularizers.reparametrize import parametrize_weights
 
 
@@ -19,6 +19,8 @@ class FrobeniusNormalized(nn.Module):
 
 class FrobeniusNorm(Regularizer):
     name = "fn"
+
+    options = {"eps": Option(float, low=0, low_open=True)}  # a floor for norms
 
     def __init__(self, eps: float = 1e-12):
         self.eps = eps

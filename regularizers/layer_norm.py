@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from regularizers.base import Regularizer
+from regularizers.base import Option, Regularizer
 from regularizers.normalization_layers import replace_norm_slots, without_gain
 
 
 class LayerNorm(Regularizer):
     name = "ln"
+
+    options = {"eps": Option(float, low=0, low_open=True)}  # a floor for norms
 
     def __init__(self, eps: float = 1e-5):
         self.eps = eps

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer, as_matrix, weight_layers
+from regularizers.base import Option, Regularizer, as_matrix, weight_layers
 
 
 def orthonormal_penalty(weight: torch.Tensor) -> torch.Tensor:
@@ -25,9 +25,9 @@ def orthonormal_penalty(weight: torch.Tensor) -> torch.Tensor:
 class Orthonormal(Regularizer):
     name = "ortho"
 
+    options = {"beta": Option(float, low=0)}
+
     def __init__(self, beta: float = 1e-4):
-        if beta < 0:
-            raise ValueError(f"regularizer.beta must be >= 0, got {beta}")
         self.beta = beta
 
     @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer, as_matrix, weight_layers
+from regularizers.base import Option, Regularizer, as_matrix, weight_layers
 
 
 @torch.no_grad()
@@ -22,9 +22,9 @@ class SingularValueClipping(Regularizer):
     name = "svc"
     compile_after_step = False  # SVD every `every` steps, counted in Python: nothing a graph would speed up
 
+    options = {"every": Option(int, low=1), "max_singular_value": Option(float, low=0, low_open=True)}
+
     def __init__(self, every: int = 5, max_singular_value: float = 1.0):
-        if every < 1:
-            raise ValueError(f"regularizer.every must be >= 1, got {every}")
         self.every = every
         self.max_singular_value = max_singular_value
         self.d_steps = 0  # D updates seen; checkpointed so resumes clip on the same steps

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regularizers.base import Regularizer, as_matrix, weight_layers
+from regularizers.base import Option, Regularizer, as_matrix, weight_layers
 from regularizers.reparametrize import parametrize_weights
 
 
@@ -45,9 +45,9 @@ class SpectralNormalized(nn.Module):
 class SpectralNorm(Regularizer):
     name = "sn"
 
+    options = {"n_power_iterations": Option(int, low=1), "eps": Option(float, low=0, low_open=True)}
+
     def __init__(self, n_power_iterations: int = 1, eps: float = 1e-12):
-        if n_power_iterations < 1:
-            raise ValueError(f"regularizer.n_power_iterations must be >= 1, got {n_power_iterations}")
         self.n_power_iterations = n_power_iterations
         self.eps = eps
 

@@ -7,19 +7,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer, weight_layers
-
-PARAMS = ("weights", "all")
+from regularizers.base import Option, Regularizer, weight_layers
 
 
 class WeightClipping(Regularizer):
     name = "wc"
 
+    # finite: c=inf would switch clipping off without a word
+    options = {"c": Option(float, low=0, low_open=True), "params": Option(str, choices=("weights", "all"))}
+
     def __init__(self, c: float = 0.01, params: str = "weights"):
-        if c <= 0:
-            raise ValueError(f"regularizer.c must be > 0, got {c}")
-        if params not in PARAMS:
-            raise ValueError(f"regularizer.params={params!r}; valid: {', '.join(PARAMS)}")
         self.c, self.params = c, params
         self.clipped: list[torch.Tensor] = []
 

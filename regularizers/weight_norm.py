@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer, as_matrix
+from regularizers.base import Option, Regularizer, as_matrix
 from regularizers.reparametrize import parametrize_weights
 
 
@@ -21,6 +21,8 @@ class RowNormalized(nn.Module):
 
 class WeightNorm(Regularizer):
     name = "wn"
+
+    options = {"eps": Option(float, low=0, low_open=True)}  # a floor for norms
 
     def __init__(self, eps: float = 1e-12):
         self.eps = eps

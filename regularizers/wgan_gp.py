@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Regularizer
+from regularizers.base import Option, Regularizer
 
 
 def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -28,9 +28,9 @@ class WGANGP(Regularizer):
     default_loss = "wgan"
     compile_penalty = False  # torch.compile does not support double backward
 
+    options = {"weight": Option(float, low=0)}  # lambda
+
     def __init__(self, weight: float = 10.0):
-        if weight < 0:
-            raise ValueError(f"regularizer.weight must be >= 0, got {weight}")
         self.weight = weight
 
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -172,7 +172,7 @@ def test_claims_give_verdicts_with_their_numbers(ndis_loss_sweep):
     # WN drops by 2 IS at n_dis 5 in both losses; SN's ns config lost a seed (IS 1 by the policy), which
     # widens its interval to overlap its n_dis=1 interval: not a degradation beyond the uncertainty
     assert verdicts.loc["Figure 11", "verdict"] == HOLDS
-    assert "wn n_dis 1" in verdicts.loc["Figure 11", "numbers"]
+    assert "wn [ns] n_dis 1: 5.1 [5, 5.2] (n=3) -> 5: 3.1" in verdicts.loc["Figure 11", "numbers"]
     assert verdicts.loc["Figures 1-2", "verdict"] == UNKNOWN  # no wgangp runs
     assert verdicts.loc["Table 7", "verdict"] == UNKNOWN
     assert verdicts.loc["Figure 10", "verdict"] == UNKNOWN

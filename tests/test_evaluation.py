@@ -211,7 +211,8 @@ def test_fmnist_smoke_run_reports_classifier_metrics(real_fashion_mnist, tmp_pat
                           "budget=smoke"])
     result = Trainer(cfg, tmp_path).fit()
     assert set(result["metrics"]) == {"fmnist_is500_2splits", "fmnist_is500_2splits_std", "fmnist_fid500_train",
-                                      "fmnist_kid500_train", "fmnist_kid500_train_std"}
+                                      "fmnist_kid500_train", "fmnist_kid500_train_std",
+                                      "fmnist_prc100_100_precision", "fmnist_prc100_100_recall"}
     rows = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "metrics" in r]
     assert [r["iteration"] for r in rows] == [2] and rows[0]["metrics"] == result["metrics"]
 

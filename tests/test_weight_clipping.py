@@ -41,5 +41,5 @@ def test_wc_all_clips_biases_too(tiny_config, tmp_path, monkeypatch, params):
 
 def test_wc_refuses_an_unknown_params_choice():
     from regularizers import build
-    with pytest.raises(ValueError, match="regularizer.params='bias'; valid: weights, all"):
+    with pytest.raises(ValueError, match="regularizer.params='bias': must be one of: weights, all"):
         build("wc", params="bias")

@@ -2,6 +2,7 @@
 training starts, so that bad input fails fast with the key and value named."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -75,8 +76,8 @@ def validate(cfg) -> torch.device:
     e = cfg.eval
     for key in ("every", "batch_size", "kid_subsets", "kid_subset_size"):
         _check(p, _is_int(e[key]) and e[key] >= 1, f"eval.{key}", e[key], "must be an integer >= 1")
-    _check(p, cfg.regularizer.name in regularizers.REGISTRY, "regularizer.name", cfg.regularizer.name,
-           f"valid: {', '.join(sorted(regularizers.REGISTRY))}")
+    _check(p, regularizers.known(cfg.regularizer.name), "regularizer.name", cfg.regularizer.name,
+           f"valid: {', '.join(sorted(regularizers.REGISTRY))}, or several through regularizer=combo")
     _check(p, cfg.loss.name in VALID_LOSSES, "loss.name", cfg.loss.name, f"valid: {', '.join(VALID_LOSSES)}")
     _check(p, cfg.model.name in VALID_MODELS, "model.name", cfg.model.name, f"valid: {', '.join(VALID_MODELS)}")
     _check(p, cfg.dataset.name in VALID_DATASETS, "dataset.name", cfg.dataset.name, f"valid: {', '.join(VALID_DATASETS)}")
@@ -97,10 +98,27 @@ def validate(cfg) -> torch.device:
 
 
 def run_name(override_dirname: str) -> str:
-    """A run directory's name: its command-line overrides, or `default` when there are none."""
-    return override_dirname or "default"
+    """A run directory's name: its command-line overrides, or `default` when there are none. A
+    combination is named by its parts: `regularizer=combo,regularizer.parts=[fn,wgangp]` -> `regularizer=fn+wgangp`."""
+    name = re.sub(r"regularizer\.parts=\[([^\]]*)\]",
+                  lambda m: "regularizer=" + "+".join(part.strip() for part in m.group(1).split(",")),
+                  override_dirname)
+    if name != override_dirname:
+        name = re.sub(r"(^|,)regularizer=combo(?=,|$)", "", name).lstrip(",")
+    return name or "default"
 
 
-# Used by conf/config.yaml's hydra.run.dir / hydra.sweep.subdir.
-if not OmegaConf.has_resolver("run_name"):
-    OmegaConf.register_new_resolver("run_name", run_name)
+def combination_name(parts) -> str:
+    """conf/regularizer/combo.yaml's name: its parts joined by + (fn+wgangp), as runs and tables show it."""
+    return "+".join(parts) if len(parts) > 1 else regularizers.COMBINATION
+
+
+def paired_loss(regularizer_name: str) -> str:
+    """conf/loss/paired.yaml's name: the loss the regularizer (a combination: its parts) pairs with, else ns."""
+    return regularizers.default_loss(regularizer_name) or "ns"
+
+
+# Used by conf/config.yaml's hydra.run.dir / hydra.sweep.subdir, conf/regularizer/combo.yaml, conf/loss/paired.yaml.
+for _name, _resolver in (("run_name", run_name), ("combination_name", combination_name), ("paired_loss", paired_loss)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

@@ -12,10 +12,22 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 # Layers whose weight a regularizer acts on: every dense and conv layer of D,
 # including the final dense (SN paper, Section 2: "every layer").
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
+
+# The kinds of method (shared/DESIGN.md's interface table):
+KINDS = (
+    "none",
+    "reparametrization",  # attach puts a parametrization on every weight (SN, WN, FN)
+    "projection",         # after_step writes D's parameters in place (weight clipping, SVC)
+    "weight penalty",     # penalty() is a function of D's weights (orthonormal)
+    "gradient penalty",   # penalty() differentiates D's output per sample w.r.t. its input (WGAN-GP, R1, DRAGAN)
+    "layers",             # attach fills D's normalization slots (BN, LN)
+    "combination",        # several of the above on one D (regularizers/combination.py)
+)
 
 
 def weight_layers(D: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -25,6 +37,13 @@ def weight_layers(D: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
+def trainable_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight the optimizer updates: under a reparametrization `layer.weight` is computed from it."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return layer.parametrizations.weight.original
+    return layer.weight
+
+
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
     """A conv weight (out, in, kh, kw) as the matrix out x (in*kh*kw) (SN paper, Sec. 2.1)."""
     return weight.flatten(1)
@@ -32,12 +51,15 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 class Regularizer:
     name: str = ""
+    # What the method does to D, one of KINDS; a combination checks its parts by it.
+    kind: str = "none"
     default_loss: str | None = None  # the loss the paper pairs with the method
     # The trainer's noise generator, for methods that draw random numbers (the penalty's
     # interpolation weights), so that a seed fixes them and a resumed run draws the same ones.
     generator: torch.Generator | None = None
     # What the trainer's fast paths (conf `speed:`) must respect:
     couples_batch: bool = False      # D's output for one sample depends on the others (BN)
+    counts_d_calls: bool = False     # acts on every D call (SN per_forward): real and fake stay separate calls
     compile_penalty: bool = True     # penalty() can run under torch.compile (not with double backward)
     compile_after_step: bool = True  # after_step() can run under torch.compile
 

@@ -19,6 +19,7 @@ class FrobeniusNormalized(nn.Module):
 
 class FrobeniusNorm(Regularizer):
     name = "fn"
+    kind = "reparametrization"
 
     def __init__(self, eps: float = 1e-12):
         self.eps = eps

@@ -10,6 +10,7 @@ from regularizers.normalization_layers import replace_norm_slots, without_gain
 
 class LayerNorm(Regularizer):
     name = "ln"
+    kind = "layers"
 
     def __init__(self, eps: float = 1e-5):
         self.eps = eps

@@ -10,6 +10,7 @@ from regularizers.base import Regularizer
 
 class WeightClipping(Regularizer):
     name = "wc"
+    kind = "projection"
 
     def __init__(self, c: float = 0.01):
         if c <= 0:

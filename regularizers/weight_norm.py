@@ -21,6 +21,7 @@ class RowNormalized(nn.Module):
 
 class WeightNorm(Regularizer):
     name = "wn"
+    kind = "reparametrization"
 
     def __init__(self, eps: float = 1e-12):
         self.eps = eps

@@ -5,6 +5,10 @@ import signal
 
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
+
+import regularizers
 
 from analysis.sweep_status import run_status, summary
 from benchmark.config import CONF
@@ -15,15 +19,34 @@ from tests.conftest import TINY_IMAGES, compose_config, run_cli
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
+def swept_values(key: str, values) -> list[str]:
+    """The values Hydra's basic sweeper runs for one `hydra.sweeper.params` entry (lists, globs included)."""
+    override = OverridesParser.create().parse_override(f"{key}={values}")
+    if isinstance(override.value(), Glob):  # glob(...) over a config group: its files
+        return override.value().filter(sorted(p.stem for p in (CONF / key).glob("*.yaml")))
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_composes_for_each_point_of_its_grid(experiment):
     cfg = compose_config([f"+experiment={experiment}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
+    params = {key: swept_values(key, values) for key, values in cfg.hydra.sweeper.params.items()}
     assert cfg.hydra.sweep.dir == f"multirun/{experiment}"
-    first = [f"{key}={str(values).split(',')[0]}" for key, values in params.items()]
-    last = [f"{key}={str(values).split(',')[-1]}" for key, values in params.items()]
-    for point in (first, last):
-        compose_config([f"+experiment={experiment}", *point])  # every swept key exists and every value is valid
+    for i in (0, -1):
+        # every swept key exists and every value is valid
+        compose_config([f"+experiment={experiment}", *(f"{key}={values[i]}" for key, values in params.items())])
+
+
+def test_presets_over_every_method_pick_up_new_ones_and_leave_out_the_bare_combination():
+    values = swept_values("regularizer", compose_config(["+experiment=local_grid"], return_hydra_config=True)
+                          .hydra.sweeper.params.regularizer)
+    assert sorted(values) == sorted(regularizers.REGISTRY)
+    parts = compose_config(["+experiment=combos"], return_hydra_config=True).hydra.sweeper.params["regularizer.parts"]
+    runs = [compose_config(["+experiment=combos", f"regularizer.parts={v}"]) for v in swept_values("regularizer.parts", parts)]
+    assert [(c.regularizer.name, c.loss.name) for c in runs] == [("fn+wgangp", "wgan"), ("sn+wgangp", "wgan"),
+                                                                 ("sn+gangp", "ns")]
 
 
 def grid_args(tmp_path, image_root, *extra):

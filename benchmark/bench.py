@@ -33,7 +33,6 @@ import regularizers
 from benchmark.config import compose_config, resolve_device
 from benchmark.results import SCHEMA, environment, write_json
 
-
 # Timed by default beside the single methods: the SN paper's Table 7 pair and compare_gan's SN + GP.
 COMBINATIONS = ("fn+wgangp", "sn+gangp")
 

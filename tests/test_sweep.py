@@ -9,7 +9,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 
 import regularizers
-
 from analysis.sweep_status import run_status, summary
 from benchmark.config import CONF
 from benchmark.results import read_jsonl
@@ -187,3 +186,16 @@ def test_slurm_launcher_config_makes_the_sbatch_script_it_promises(tmp_path, mon
     for line in ("#SBATCH --partition=gpu-h100", "#SBATCH --account=gan-lab", "#SBATCH --time=600",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --array=0-39%16", "#SBATCH --signal=USR2@120"):
         assert line in script, script
+
+
+@pytest.mark.slow
+def test_combos_preset_sweeps_through_the_cli_with_runs_named_by_their_parts(tmp_path):
+    proc = run_cli("-m", "+experiment=combos", "dataset=ring8", "budget=smoke", "setting=C", "progress=false",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, loss in (("fn+wgangp", "wgan"), ("sn+wgangp", "wgan"), ("sn+gangp", "ns")):
+        run_dir = tmp_path / "sweep" / f"budget=smoke,dataset=ring8,regularizer={name},seed=0,setting=C"
+        result = json.loads((run_dir / "result.json").read_text())
+        assert result["status"] == "completed", result.get("error")
+        assert result["config"]["regularizer"]["name"] == name and result["config"]["loss"]["name"] == loss
+    assert "3 runs: 3 completed" in proc.stdout

@@ -17,7 +17,8 @@ from regularizers.gan_gp import GANGP
 from regularizers.layer_norm import LayerNorm
 from regularizers.no_regularization import NoRegularization
 from regularizers.orthonormal import Orthonormal
-from regularizers.r1 import R1, R2
+from regularizers.r1 import R1
+from regularizers.r2 import R2
 from regularizers.singular_value_clipping import SingularValueClipping
 from regularizers.spectral_norm import SpectralNorm
 from regularizers.weight_clipping import WeightClipping

@@ -1,10 +1,11 @@
 """R1 (Mescheder et al. 2018, "Which training methods for GANs do actually converge?"):
 gamma / 2 * E_real[||grad_x D(x)||^2], the squared norm PER SAMPLE over all of C, H, W.
 
-R2 is the same penalty on the generated batch. The lazy variant (StyleGAN2, Karras
-et al. 2020) computes the penalty on every k-th D step only and multiplies it by k,
-so its average weight stays gamma / 2; StyleGAN2 also rescales Adam's lr and betas
-for the lazy steps, which is not done here (the trainer's Adam is the setting's).
+R2 (regularizers/r2.py) is the same penalty on the generated batch. The lazy variant
+(StyleGAN2, Karras et al. 2020) computes the penalty on every k-th D step only and
+multiplies it by k, so its average weight stays gamma / 2. StyleGAN2 takes the penalty
+as an optimizer step of its own and so rescales Adam's lr and betas by k / (k + 1);
+here it is added to that D step's loss, so the setting's Adam is left as it is.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class R1(Regularizer):
     name = "r1"
     kind = "gradient penalty"
     compile_penalty = False  # torch.compile does not support double backward
-    on_real = True
+    on_real = True  # R2: False, the generated batch
 
     def __init__(self, gamma: float = 10.0, every: int = 1):
         if gamma < 0:
@@ -50,8 +51,3 @@ class R1(Regularizer):
 
     def load_state_dict(self, state: dict) -> None:
         self.d_steps = int(state["d_steps"])
-
-
-class R2(R1):
-    name = "r2"
-    on_real = False

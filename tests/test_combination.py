@@ -111,3 +111,12 @@ def test_each_methods_config_values_are_its_defaults_so_a_part_behaves_as_the_me
               if k not in ("name", "defaults")}
     defaults = {k: p.default for k, p in inspect.signature(regularizers.REGISTRY[name]).parameters.items()}
     assert values == defaults
+
+
+def test_every_method_says_its_kind_the_combination_checks_by():
+    from regularizers.base import KINDS
+    kinds = {name: cls.kind for name, cls in regularizers.REGISTRY.items()}
+    assert all(kind in KINDS for kind in kinds.values())
+    assert [name for name, kind in kinds.items() if kind == "none"] == ["none"]
+    assert {name for name, kind in kinds.items() if kind == "gradient penalty"} == {"wgangp", "gangp", "r1", "r2",
+                                                                                   "dragan"}

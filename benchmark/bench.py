@@ -33,9 +33,14 @@ import regularizers
 from benchmark.config import compose_config, resolve_device
 from benchmark.results import SCHEMA, environment, write_json
 
+# Timed by default beside the single methods: the SN paper's Table 7 pair and compare_gan's SN + GP.
+COMBINATIONS = ("fn+wgangp", "sn+gangp")
+
 
 def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str]):
-    base = [f"regularizer={regularizer}", f"model={args.model}", f"setting={args.setting}",
+    method = ([f"regularizer={regularizers.COMBINATION}", f"regularizer.parts=[{regularizer.replace('+', ',')}]"]
+              if regularizers.is_combination(regularizer) else [f"regularizer={regularizer}"])
+    base = [*method, f"model={args.model}", f"setting={args.setting}",
             f"setting.n_dis={args.n_dis}", f"batch_size={args.batch}", f"device={args.device}",
             "progress=false", "budget=smoke", "eval=none"]
     if args.model != "mlp":
@@ -100,8 +105,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--regularizers", default=",".join(sorted(regularizers.REGISTRY)),
-                   help="comma-separated; `none` is always added as the reference")
+    p.add_argument("--regularizers", default=",".join([*sorted(regularizers.REGISTRY), *COMBINATIONS]),
+                   help="comma-separated, a combination as its parts joined by + (sn+gangp); `none` is always "
+                        "added as the reference")
     p.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="NAME=OVERRIDES",
                    help="config overrides to time every regularizer under, comma-separated; repeatable "
                         "(default: one variant, `default`, with none)")
@@ -119,9 +125,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="timed generator updates per pair, interleaved")
     p.add_argument("--out", default="outputs/bench/bench.json", help="where the JSON goes")
     args = p.parse_args(argv)
-    unknown = [r for r in args.regularizers.split(",") if r not in regularizers.REGISTRY]
+    unknown = [r for r in args.regularizers.split(",") if r == regularizers.COMBINATION or not regularizers.known(r)]
     if unknown:
-        p.error(f"unknown regularizer(s) {', '.join(unknown)}; valid: {', '.join(sorted(regularizers.REGISTRY))}")
+        p.error(f"unknown regularizer(s) {', '.join(unknown)}; valid: {', '.join(sorted(regularizers.REGISTRY))}, "
+                f"or several joined by + (sn+gangp)")
     names = [name for name, _ in args.variant]
     if len(set(names)) < len(names):
         p.error(f"--variant names must differ, got {', '.join(names)}")

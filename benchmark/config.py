@@ -3,6 +3,7 @@ training starts, so that bad input fails fast with the key and value named."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -89,13 +90,15 @@ def _check_setting(p: list[str], cfg) -> None:
 
 
 def _check_regularizer(p: list[str], cfg) -> None:
-    """The method's name and every option it declares (regularizers/base.py: Option)."""
+    """The method's name and every option it declares (regularizers/base.py: Option), or for a
+    combination its parts, their options and whether they make sense together."""
     name = cfg.regularizer.name
-    if name not in regularizers.REGISTRY:
-        p.append(f"regularizer.name={name!r}: valid: {', '.join(sorted(regularizers.REGISTRY))}")
+    if not regularizers.known(name):
+        p.append(f"regularizer.name={name!r}: valid: {', '.join(sorted(regularizers.REGISTRY))}, "
+                 f"or several through regularizer=combo regularizer.parts=[...]")
         return
     options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
-    p.extend(regularizers.REGISTRY[name].option_problems(options))
+    p.extend(regularizers.option_problems(name, options))
 
 
 def _check_data_and_model(p: list[str], cfg) -> None:
@@ -188,10 +191,27 @@ def validate(cfg) -> torch.device:
 
 
 def run_name(override_dirname: str) -> str:
-    """A run directory's name: its command-line overrides, or `default` when there are none."""
-    return override_dirname or "default"
+    """A run directory's name: its command-line overrides, or `default` when there are none. A
+    combination is named by its parts: `regularizer=combo,regularizer.parts=[fn,wgangp]` -> `regularizer=fn+wgangp`."""
+    name = re.sub(r"regularizer\.parts=\[([^\]]*)\]",
+                  lambda m: "regularizer=" + "+".join(part.strip() for part in m.group(1).split(",")),
+                  override_dirname)
+    if name != override_dirname:
+        name = re.sub(r"(^|,)regularizer=combo(?=,|$)", "", name).lstrip(",")
+    return name or "default"
 
 
-# Used by conf/config.yaml's hydra.run.dir / hydra.sweep.subdir.
-if not OmegaConf.has_resolver("run_name"):
-    OmegaConf.register_new_resolver("run_name", run_name)
+def combination_name(parts) -> str:
+    """conf/regularizer/combo.yaml's name: its parts joined by + (fn+wgangp), as runs and tables show it."""
+    return "+".join(parts) if len(parts) > 1 else regularizers.COMBINATION
+
+
+def paired_loss(regularizer_name: str) -> str:
+    """conf/loss/paired.yaml's name: the loss the regularizer (a combination: its parts) pairs with, else ns."""
+    return regularizers.default_loss(regularizer_name) or "ns"
+
+
+# Used by conf/config.yaml's hydra.run.dir / hydra.sweep.subdir, conf/regularizer/combo.yaml, conf/loss/paired.yaml.
+for _name, _resolver in (("run_name", run_name), ("combination_name", combination_name), ("paired_loss", paired_loss)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

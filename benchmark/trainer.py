@@ -77,7 +77,8 @@ class Trainer:
         fused = True if cfg.speed.fused_adam else None  # None: PyTorch's default (for-each on GPU)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=s.lr, betas=(s.beta1, s.beta2), fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=s.lr, betas=(s.beta1, s.beta2), fused=fused)
-        self.joint_d_call = cfg.speed.joint_d_call and not self.regularizer.couples_batch
+        self.joint_d_call = cfg.speed.joint_d_call and not (self.regularizer.couples_batch
+                                                             or self.regularizer.counts_d_calls)
         # The step functions, compiled when speed.compile asks for it.
         compile_ = compiler(cfg.speed)
         self.generate = compile_(self.G)

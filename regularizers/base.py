@@ -15,10 +15,22 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 # Layers whose weight a regularizer acts on: every dense and conv layer of D,
 # including the final dense (SN paper, Section 2: "every layer").
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
+
+# The kinds of method (shared/DESIGN.md's interface table):
+KINDS = (
+    "none",
+    "reparametrization",  # attach puts a parametrization on every weight (SN, WN, FN)
+    "projection",         # after_step writes D's parameters in place (weight clipping, SVC)
+    "weight penalty",     # penalty() is a function of D's weights (orthonormal)
+    "gradient penalty",   # penalty() differentiates D's output per sample w.r.t. its input (WGAN-GP, R1, DRAGAN)
+    "layers",             # attach fills D's normalization slots (BN, LN)
+    "combination",        # several of the above on one D (regularizers/combination.py)
+)
 
 
 def weight_layers(D: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -26,6 +38,13 @@ def weight_layers(D: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in D.named_modules():
         if isinstance(module, WEIGHT_LAYERS):
             yield name, module
+
+
+def trainable_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight the optimizer updates: under a reparametrization `layer.weight` is computed from it."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return layer.parametrizations.weight.original
+    return layer.weight
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -77,26 +96,29 @@ class Regularizer:
     name: str = ""
     # Every config key the method takes (its __init__ parameters), with its valid range.
     options: ClassVar[dict[str, Option]] = {}
+    # What the method does to D, one of KINDS; a combination checks its parts by it.
+    kind: str = "none"
     default_loss: str | None = None  # the loss the paper pairs with the method
     # The trainer's noise generator, for methods that draw random numbers (the penalty's
     # interpolation weights), so that a seed fixes them and a resumed run draws the same ones.
     generator: torch.Generator | None = None
     # What the trainer's fast paths (conf `speed:`) must respect:
     couples_batch: bool = False      # D's output for one sample depends on the others (BN)
+    counts_d_calls: bool = False     # acts on every D call (SN per_forward): real and fake stay separate calls
     compile_penalty: bool = True     # penalty() can run under torch.compile (not with double backward)
     compile_after_step: bool = True  # after_step() can run under torch.compile
 
     @classmethod
-    def option_problems(cls, values: dict) -> list[str]:
+    def option_problems(cls, values: dict, prefix: str = "regularizer.") -> list[str]:
         """`regularizer.KEY=VALUE: what is valid` for every unknown or bad key of `values`
         (the config group without `name`); empty when all are good."""
         problems = []
         for key, value in values.items():
             if key not in cls.options:
                 valid = ", ".join(sorted(cls.options)) or "none"
-                problems.append(f"regularizer.{key}={value!r}: regularizer={cls.name} has no such option; valid: {valid}")
+                problems.append(f"{prefix}{key}={value!r}: regularizer={cls.name} has no such option; valid: {valid}")
             elif not cls.options[key].accepts(value):
-                problems.append(f"regularizer.{key}={value!r}: must be {cls.options[key].describe()}")
+                problems.append(f"{prefix}{key}={value!r}: must be {cls.options[key].describe()}")
         return problems
 
     def attach(self, D: nn.Module) -> nn.Module:

@@ -14,6 +14,7 @@ def _batch_norm(slot: NormSlot, eps: float, momentum: float) -> nn.Module:
 
 class BatchNorm(Regularizer):
     name = "bn"
+    kind = "layers"
     couples_batch = True  # batch statistics: real and fake go through D in separate calls, as in the paper's code
 
     options = {"eps": Option(float, low=0, low_open=True), "momentum": Option(float, low=0, high=1)}

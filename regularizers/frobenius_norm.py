@@ -19,6 +19,7 @@ class FrobeniusNormalized(nn.Module):
 
 class FrobeniusNorm(Regularizer):
     name = "fn"
+    kind = "reparametrization"
 
     options = {"eps": Option(float, low=0, low_open=True)}  # a floor for norms
 

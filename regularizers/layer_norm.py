@@ -10,6 +10,7 @@ from regularizers.normalization_layers import replace_norm_slots, without_gain
 
 class LayerNorm(Regularizer):
     name = "ln"
+    kind = "layers"
 
     options = {"eps": Option(float, low=0, low_open=True)}  # a floor for norms
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Option, Regularizer, as_matrix, weight_layers
+from regularizers.base import Option, Regularizer, as_matrix, trainable_weight, weight_layers
 
 
 def orthonormal_penalty(weight: torch.Tensor) -> torch.Tensor:
@@ -24,6 +24,7 @@ def orthonormal_penalty(weight: torch.Tensor) -> torch.Tensor:
 
 class Orthonormal(Regularizer):
     name = "ortho"
+    kind = "weight penalty"
 
     options = {"beta": Option(float, low=0)}
 
@@ -33,7 +34,8 @@ class Orthonormal(Regularizer):
     @torch.no_grad()
     def attach(self, D: nn.Module) -> nn.Module:
         for _, layer in weight_layers(D):
-            nn.init.orthogonal_(layer.weight)
+            # the trainable weight: after a reparametrization (in a combination) `weight` is computed from it
+            nn.init.orthogonal_(trainable_weight(layer))
         return D
 
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ def clip_singular_values(weight: torch.Tensor, max_value: float) -> None:
 
 class SingularValueClipping(Regularizer):
     name = "svc"
+    kind = "projection"
     compile_after_step = False  # SVD every `every` steps, counted in Python: nothing a graph would speed up
 
     options = {"every": Option(int, low=1), "max_singular_value": Option(float, low=0, low_open=True)}

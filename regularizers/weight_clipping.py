@@ -12,6 +12,7 @@ from regularizers.base import Option, Regularizer, weight_layers
 
 class WeightClipping(Regularizer):
     name = "wc"
+    kind = "projection"
 
     # finite: c=inf would switch clipping off without a word
     options = {"c": Option(float, low=0, low_open=True), "params": Option(str, choices=("weights", "all"))}

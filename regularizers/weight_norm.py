@@ -21,6 +21,7 @@ class RowNormalized(nn.Module):
 
 class WeightNorm(Regularizer):
     name = "wn"
+    kind = "reparametrization"
 
     options = {"eps": Option(float, low=0, low_open=True)}  # a floor for norms
 

@@ -25,6 +25,7 @@ def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
 
 class WGANGP(Regularizer):
     name = "wgangp"
+    kind = "gradient penalty"
     default_loss = "wgan"
     compile_penalty = False  # torch.compile does not support double backward
 

@@ -44,6 +44,7 @@ def test_flop_count_agrees_with_torch_and_with_the_formula():
 
 @pytest.mark.parametrize("argv, message", [
     (["--regularizers", "sn,spectral"], "unknown regularizer(s) spectral"),
+    (["--regularizers", "sn+spectral,combo"], "unknown regularizer(s) sn+spectral, combo"),
     (["--variant", "compiled"], "expected NAME=KEY=VALUE"),
     (["--variant", "a=speed.compile=default", "--variant", "a=speed.tf32=true"], "--variant names must differ"),
 ])
@@ -60,3 +61,10 @@ def test_bench_names_a_bad_override(tmp_path, capsys):
                     "--batch", "8", "--out", str(tmp_path / "b.json")])
     assert err.value.code == 2
     assert "speed.compile='fast'" in capsys.readouterr().err
+
+
+def test_bench_times_new_methods_and_combinations_by_default():
+    names = bench.parse([]).regularizers.split(",")
+    assert {"r1", "dragan", "fn+wgangp", "sn+gangp"} <= set(names)
+    cfg = bench.bench_config("fn+wgangp", bench.parse(["--model", "mlp"]), [])
+    assert cfg.regularizer.name == "fn+wgangp" and cfg.loss.name == "wgan"

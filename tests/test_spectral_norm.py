@@ -80,3 +80,36 @@ def test_sn_u_is_saved_in_the_state_dict():
     D2 = regularizers.build("sn").attach(small_d())
     D2.load_state_dict(D.state_dict())
     assert torch.equal(D2[0].parametrizations.weight[0].u, D[0].parametrizations.weight[0].u)
+
+
+def test_trainer_runs_one_power_iteration_per_training_mode_d_call_with_per_forward(tiny_config, tmp_path,
+                                                                                   monkeypatch):
+    """The authors' Chainer schedule: real and fake calls of each D step, plus the G step's call:
+    2 * n_dis + 1 = 11 per generator update at n_dis 5, even with the joint real+fake call switched on."""
+    from benchmark.trainer import Trainer
+    calls = []
+    original = SpectralNormalized.power_iteration
+    monkeypatch.setattr(SpectralNormalized, "power_iteration",
+                        lambda self, w: (calls.append(id(self)), original(self, w))[1])
+    trainer = Trainer(tiny_config("regularizer=sn", "regularizer.power_iteration=per_forward", "setting=A",
+                                  "budget.iterations=2", "speed.joint_d_call=true"), tmp_path)
+    layers = len(list(weight_layers(trainer.D)))
+    assert not calls  # nothing at attach: the first forward iterates
+    trainer.fit()
+    assert len(calls) == 2 * (2 * 5 + 1) * layers
+    calls.clear()
+    trainer.D.eval()
+    trainer.D(trainer.batches.next())  # eval mode leaves u alone
+    assert not calls
+
+
+def test_per_forward_advances_u_on_each_training_forward_and_unknown_schedules_are_refused():
+    x = torch.randn(2, 3, 8, 8)
+    per_forward = regularizers.build("sn", power_iteration="per_forward")
+    D = per_forward.attach(small_d())
+    sn = D[0].parametrizations.weight[0]
+    u0 = sn.u.clone()
+    D(x)
+    assert not torch.equal(sn.u, u0)
+    with pytest.raises(ValueError, match="regularizer.power_iteration"):
+        regularizers.build("sn", power_iteration="per_step")

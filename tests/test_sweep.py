@@ -5,7 +5,10 @@ import signal
 
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 
+import regularizers
 from analysis.collect import collect
 from analysis.compare import Comparison
 from analysis.sweep_status import run_status, summary
@@ -17,15 +20,34 @@ from tests.conftest import TINY_IMAGES, compose_config, run_cli
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
+def swept_values(key: str, values) -> list[str]:
+    """The values Hydra's basic sweeper runs for one `hydra.sweeper.params` entry (lists, globs included)."""
+    override = OverridesParser.create().parse_override(f"{key}={values}")
+    if isinstance(override.value(), Glob):  # glob(...) over a config group: its files
+        return override.value().filter(sorted(p.stem for p in (CONF / key).glob("*.yaml")))
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_composes_for_each_point_of_its_grid(experiment):
     cfg = compose_config([f"+experiment={experiment}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
+    params = {key: swept_values(key, values) for key, values in cfg.hydra.sweeper.params.items()}
     assert cfg.hydra.sweep.dir == f"multirun/{experiment}"
-    first = [f"{key}={str(values).split(',')[0]}" for key, values in params.items()]
-    last = [f"{key}={str(values).split(',')[-1]}" for key, values in params.items()]
-    for point in (first, last):
-        compose_config([f"+experiment={experiment}", *point])  # every swept key exists and every value is valid
+    for i in (0, -1):
+        # every swept key exists and every value is valid
+        compose_config([f"+experiment={experiment}", *(f"{key}={values[i]}" for key, values in params.items())])
+
+
+def test_presets_over_every_method_pick_up_new_ones_and_leave_out_the_bare_combination():
+    values = swept_values("regularizer", compose_config(["+experiment=local_grid"], return_hydra_config=True)
+                          .hydra.sweeper.params.regularizer)
+    assert sorted(values) == sorted(regularizers.REGISTRY)
+    parts = compose_config(["+experiment=combos"], return_hydra_config=True).hydra.sweeper.params["regularizer.parts"]
+    runs = [compose_config(["+experiment=combos", f"regularizer.parts={v}"]) for v in swept_values("regularizer.parts", parts)]
+    assert [(c.regularizer.name, c.loss.name) for c in runs] == [("fn+wgangp", "wgan"), ("sn+wgangp", "wgan"),
+                                                                 ("sn+gangp", "ns")]
 
 
 def grid_args(tmp_path, image_root, *extra):
@@ -174,3 +196,16 @@ def test_slurm_launcher_config_makes_the_sbatch_script_it_promises(tmp_path, mon
     for line in ("#SBATCH --partition=gpu-h100", "#SBATCH --account=gan-lab", "#SBATCH --time=600",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --array=0-39%16", "#SBATCH --signal=USR2@120"):
         assert line in script, script
+
+
+@pytest.mark.slow
+def test_combos_preset_sweeps_through_the_cli_with_runs_named_by_their_parts(tmp_path):
+    proc = run_cli("-m", "+experiment=combos", "dataset=ring8", "budget=smoke", "setting=C", "progress=false",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, loss in (("fn+wgangp", "wgan"), ("sn+wgangp", "wgan"), ("sn+gangp", "ns")):
+        run_dir = tmp_path / "sweep" / f"budget=smoke,dataset=ring8,regularizer={name},seed=0,setting=C"
+        result = json.loads((run_dir / "result.json").read_text())
+        assert result["status"] == "completed", result.get("error")
+        assert result["config"]["regularizer"]["name"] == name and result["config"]["loss"]["name"] == loss
+    assert "3 runs: 3 completed" in proc.stdout

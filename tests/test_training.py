@@ -18,10 +18,17 @@ def comparable(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-@pytest.mark.parametrize("regularizer", ["sn", "svc", "wgangp", "bn"])
+METHOD_OVERRIDES = {  # a knob whose state must survive the checkpoint
+    "svc": ("regularizer=svc", "regularizer.every=3"),
+    # a combination: SN's u, the lazy R1's step count and the penalty's noise, each part's state
+    "sn+r1+dragan": ("regularizer=combo", "regularizer.parts=[sn,r1,dragan]", "+regularizer.options.r1.every=3"),
+}
+
+
+@pytest.mark.parametrize("regularizer", ["sn", "svc", "wgangp", "bn", "sn+r1+dragan"])
 def test_resumed_run_continues_exactly_where_it_stopped(regularizer, tiny_config, tmp_path, monkeypatch):
-    overrides = (f"regularizer={regularizer}", "setting=D", "budget.iterations=4", "budget.log_every=1",
-                 "budget.checkpoint_every=2", "regularizer.every=3" if regularizer == "svc" else "seed=0")
+    overrides = (*METHOD_OVERRIDES.get(regularizer, (f"regularizer={regularizer}",)), "setting=D",
+                 "budget.iterations=4", "budget.log_every=1", "budget.checkpoint_every=2")
     straight = Trainer(tiny_config(*overrides), tmp_path / "straight")
     straight.fit()
 

@@ -22,19 +22,21 @@ from analysis.claims import check_claims, claims_markdown  # noqa: E402
 from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, write_atomic_text  # noqa: E402
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
-from benchmark.contract import metric_kind  # noqa: E402
+from benchmark.contract import metric_kind, parse_metric  # noqa: E402
 
 STATUSES = ("completed", "diverged", "failed", "running", "started")
 
 
 def protocol_note(metrics: list[str]) -> str | None:
-    """Say so when a sweep mixes protocols of one kind of metric (they stay in separate panels)."""
-    kinds: dict[str, list[str]] = {}
-    for m in metrics:
-        kind = re.sub(r"\d+k?", "", m.split("_")[0]) if not m.startswith("fmnist_") else "fmnist_" + re.sub(
-            r"\d+k?", "", m.split("_")[1])
-        kinds.setdefault(kind, []).append(m)
-    mixed = {k: v for k, v in kinds.items() if len(v) > 1 and not k.startswith("mixture")}
+    """Say so when a sweep mixes protocols of one kind of metric in one feature space (say
+    fid5k_10k and fid50k_train): they stay in separate panels and tables."""
+    protocols: dict[str, set[str]] = {}
+    for column in metrics:
+        col = metric_kind(column)
+        name = column[:len(column) - len(col.suffix)] if col.suffix else column
+        kind, groups = parse_metric(name)
+        protocols.setdefault(f"{kind.name} ({groups['space']})", set()).add(name)
+    mixed = {k: sorted(v) for k, v in protocols.items() if len(v) > 1}
     if not mixed:
         return None
     return "Protocols are kept apart (separate figures and tables, never one axis): " + "; ".join(

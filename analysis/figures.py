@@ -110,7 +110,7 @@ def settings_bars(comparison: Comparison, metric: str) -> plt.Figure:
         ax.tick_params(axis="x", pad=17)
         ax.set_ylabel(metric)
         ax.set_title(f"{context}  ({_direction(metric)})", fontsize=8)
-        ax.legend(ncol=min(6, len(methods)), fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.16))
+        ax.legend(ncol=min(6, len(methods)), fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.24))
     _caption(fig, f"{metric} by setting: mean over seeds, 95% bootstrap interval; n scored seeds below each bar; "
                   f"red xN = diverged/failed/no-value seeds ({comparison.failed})", comparison)
     fig.tight_layout()

@@ -52,6 +52,15 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight.flatten(1)
 
 
+def input_gradient_norms(D: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """||grad_x D(x)||_2 of each sample, over all of C, H, W (a common bug takes it over the batch
+    or over channels only), differentiable for a penalty. D(x).sum(): each sample's output depends
+    on its own input only (no batch norm in D here), so one backward gives every per-sample gradient."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    return grad.flatten(1).norm(dim=1)
+
+
 @dataclass(frozen=True)
 class Option:
     """One config key of a regularizer (conf/regularizer/<name>.yaml): its type and valid range.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Option, Regularizer
+from regularizers.base import Option, Regularizer, input_gradient_norms
 
 
 def perturbed_real(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -36,6 +36,5 @@ class DRAGAN(Regularizer):
         self.weight = weight
 
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        x_hat = perturbed_real(real, self.generator).requires_grad_(True)
-        (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-        return self.weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        x_hat = perturbed_real(real, self.generator)
+        return self.weight * ((input_gradient_norms(D, x_hat) - 1) ** 2).mean()

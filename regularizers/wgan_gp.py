@@ -8,19 +8,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regularizers.base import Option, Regularizer
+from regularizers.base import Option, Regularizer, input_gradient_norms
 
 
 def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(eps_shape, device=real.device, dtype=real.dtype, generator=generator)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    # D(x_hat).sum(): each sample's output depends on its own input only (no
-    # batch norm in D here), so one backward gives every per-sample gradient.
-    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-    per_sample_norm = grad.flatten(1).norm(dim=1)
-    return ((per_sample_norm - 1) ** 2).mean()
+    x_hat = eps * real.detach() + (1 - eps) * fake.detach()
+    return ((input_gradient_norms(D, x_hat) - 1) ** 2).mean()
 
 
 class WGANGP(Regularizer):

@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from analysis.collect import SchemaError, read_json, read_jsonl
 
 STATUS_ORDER = ("completed", "diverged", "failed", "running", "started")
+UNFINISHED = ("running", "started")  # no result.json: still running, or its job ended early
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -42,8 +43,8 @@ def run_status(run_dir: Path) -> dict:
 
 
 def logs_of(run_dir: Path) -> list[Path]:
-    """Where to read about a failed run: its result.json (error, traceback) and Hydra's run.log
-    (submitit's per-job stdout/stderr are named in the summary)."""
+    """Where to read about a failed or unfinished run: its result.json (error, traceback) and Hydra's
+    run.log (submitit's per-job stdout/stderr are named in the summary)."""
     return [p for p in (run_dir / "result.json", run_dir / "run.log") if p.is_file()]
 
 
@@ -56,8 +57,11 @@ def summary(sweep_dir: Path) -> str:
         if s["status"] == "failed":
             lines.append(f"  failed: {s['run'].relative_to(sweep_dir)}: {s['error']}")
             lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
+        elif s["status"] in UNFINISHED:  # still running, or its job ended early (cancelled, killed): relaunch
+            lines.append(f"  not finished: {s['run'].relative_to(sweep_dir)}: at update {s['iteration'] or 0}")
+            lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
     submitit = sweep_dir / ".submitit"
-    if counts["failed"] and submitit.is_dir():
+    if (counts["failed"] or any(counts[k] for k in UNFINISHED)) and submitit.is_dir():
         lines.append(f"  submitit's job logs (stdout/stderr per job): {submitit}/<job id>/")
     return "\n".join(lines)
 

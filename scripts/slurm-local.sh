@@ -193,7 +193,7 @@ link_system_conf() {
 up() {
     [ "$(id -u)" = 0 ] || die "run as root (slurmd starts jobs as their user; the packages need installing)"
     mkdir -p "$ETC" "$RUN" "$LOG" "$STATE/slurmctld" "$STATE/slurmd"
-    chmod 700 "$DIR"
+    chmod 755 "$DIR"  # other users may submit jobs too (munge socket, slurm.conf)
     local start=$SECONDS
     install_packages
     write_config

@@ -164,3 +164,15 @@ def test_slurm_launcher_config_makes_the_sbatch_script_it_promises(tmp_path, mon
     for line in ("#SBATCH --partition=gpu-h100", "#SBATCH --account=gan-lab", "#SBATCH --time=600",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --array=0-39%16", "#SBATCH --signal=USR2@120"):
         assert line in script, script
+
+
+def test_sweep_status_names_an_unfinished_run_and_its_log(tmp_path):
+    # what a cancelled or killed job leaves: a run directory with progress but no result.json
+    run = tmp_path / "sweep" / "regularizer=sn"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("{}\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"schema": 1, "iteration": 40}) + "\n")
+    (run / "run.log").write_text("")
+    text = summary(tmp_path / "sweep")
+    assert "1 runs: 1 running" in text
+    assert "not finished: regularizer=sn: at update 40" in text and f"logs: {run / 'run.log'}" in text

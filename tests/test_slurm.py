@@ -151,14 +151,15 @@ def test_a_run_longer_than_its_time_limit_is_requeued_and_ends_as_if_run_in_one_
 
 
 def test_a_cancelled_job_ends_the_sweep_and_a_relaunch_resumes_it(tmp_path):
-    # a checkpoint halfway through ~30 s of updates: cancelled after it, resumed from it
-    overrides = sized_run(tmp_path, 30, checkpoint_every=lambda n: n // 2, log_every=lambda n: n // 10)
+    # a checkpoint halfway through ~20 s of updates: cancelled after it, resumed from it
+    overrides = sized_run(tmp_path, 20, checkpoint_every=lambda n: n // 2, log_every=lambda n: n // 10)
     sweep_dir = tmp_path / "sweep"
     proc = sweep(sweep_dir, *overrides, background=True)
     try:
         deadline = time.monotonic() + 300
         while not list(sweep_dir.glob("*/checkpoint.pt")) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
+        assert proc.poll() is None and list(sweep_dir.glob("*/checkpoint.pt")), "no checkpoint while the job ran"
         (job_dir,) = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]  # a one-run sweep: one job
         slurm("scancel", job_dir.name)
         _, stderr = proc.communicate(timeout=180)  # the launcher learns the job's end from sacct: no hang

@@ -60,7 +60,8 @@ def cluster_missing() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(cluster_missing() is not None, reason=str(cluster_missing()))]
+MISSING = cluster_missing()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING is not None, reason=str(MISSING))]
 
 # one CPU and one torch thread per job: the jobs share this machine with the tests
 LAUNCHER = ("hydra/launcher=slurm", f"hydra.launcher.partition={PARTITION}", "hydra.launcher.gpus_per_node=0",

@@ -8,7 +8,7 @@ EXPERIMENT ?= local_grid
 LAUNCHER ?= basic
 SWEEP ?=
 
-.PHONY: help venv test test-fast lint run sweep sweep-status figures bench prefetch evaluator clean
+.PHONY: help venv test test-fast lint run sweep sweep-status figures bench prefetch evaluator clean slurm-up slurm-down slurm-status
 
 help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
@@ -21,6 +21,7 @@ help:
 	@echo "make prefetch [ARGS=...]  (with internet) datasets, Inception weights, real statistics -> data/, cache/"
 	@echo "make evaluator            train the Fashion-MNIST classifier behind the fmnist_ metrics"
 	@echo "make lint                 ruff"
+	@echo "make slurm-up / slurm-down / slurm-status   a single-node SLURM on this machine (root; scripts/slurm-local.sh)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,3 +64,14 @@ prefetch: $(STAMP)
 
 evaluator: $(STAMP)
 	$(PY) -m benchmark.fmnist_classifier $(ARGS)
+
+# A real single-node SLURM here (Debian packages, state in $$REGBENCH_SLURM_DIR or /tmp/regbench-slurm):
+# the SLURM path of `make sweep LAUNCHER=slurm` and tests/test_slurm.py run against it.
+slurm-up:
+	scripts/slurm-local.sh up
+
+slurm-down:
+	scripts/slurm-local.sh down
+
+slurm-status:
+	scripts/slurm-local.sh status

@@ -26,6 +26,8 @@ from benchmark.run_lock import LOCK_NAME, describe, holder
 
 STATUS_ORDER = ("completed", "diverged", "failed", "unreadable", "skipped-busy", "running", "stopped", "started")
 FAILURES = ("failed", "unreadable")  # a sweep with any of these exits non-zero
+# no result.json: still running (its lock is held), or its job ended early (cancelled, killed)
+UNFINISHED = ("running", "stopped", "started")
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -61,8 +63,8 @@ def run_status(run_dir: Path, sweep_ended: bool = False) -> dict:
 
 
 def logs_of(run_dir: Path) -> list[Path]:
-    """Where to read about a failed run: its result.json (error, traceback) and Hydra's run.log
-    (submitit's per-job stdout/stderr are named in the summary)."""
+    """Where to read about a failed or unfinished run: its result.json (error, traceback) and Hydra's
+    run.log (submitit's per-job stdout/stderr are named in the summary)."""
     return [p for p in (run_dir / "result.json", run_dir / "run.log") if p.is_file()]
 
 
@@ -76,8 +78,11 @@ def summary(sweep_dir: Path, sweep_ended: bool = False) -> str:
             lines.append(f"  {s['status']}: {s['run'].relative_to(sweep_dir)}: {s['error']}")
         if s["status"] == "failed":
             lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
+        elif s["status"] in UNFINISHED:  # still running, or its job ended early (cancelled, killed): relaunch
+            lines.append(f"  not finished: {s['run'].relative_to(sweep_dir)}: at update {s['iteration'] or 0}")
+            lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
     submitit = sweep_dir / ".submitit"
-    if counts["failed"] and submitit.is_dir():
+    if (counts["failed"] or any(counts[k] for k in UNFINISHED)) and submitit.is_dir():
         lines.append(f"  submitit's job logs (stdout/stderr per job): {submitit}/<job id>/")
     if any(counts[k] for k in FAILURES):
         lines.append(f"  {sum(counts[k] for k in FAILURES)} run(s) did not finish: fix the cause and relaunch the "

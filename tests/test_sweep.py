@@ -209,3 +209,15 @@ def test_combos_preset_sweeps_through_the_cli_with_runs_named_by_their_parts(tmp
         assert result["status"] == "completed", result.get("error")
         assert result["config"]["regularizer"]["name"] == name and result["config"]["loss"]["name"] == loss
     assert "3 runs: 3 completed" in proc.stdout
+
+
+def test_sweep_status_names_an_unfinished_run_and_its_log(tmp_path):
+    # what a cancelled or killed job leaves: a run directory with progress but no result.json
+    run = tmp_path / "sweep" / "regularizer=sn"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("{}\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"schema": 1, "iteration": 40}) + "\n")
+    (run / "run.log").write_text("")
+    text = summary(tmp_path / "sweep")
+    assert "1 runs: 1 stopped" in text  # no process holds it
+    assert "not finished: regularizer=sn: at update 40" in text and f"logs: {run / 'run.log'}" in text

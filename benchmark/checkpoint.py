@@ -13,7 +13,7 @@ from benchmark.results import SCHEMA, write_atomic
 # Keys that may change between a run and its resumption: they change how long,
 # where and how fast it runs, or what is measured, not what it trains (TF32 does
 # change what is computed, so it must match).
-RESUMABLE_CHANGES = ("budget", "device", "progress", "data_root", "dataset.download", "eval",
+RESUMABLE_CHANGES = ("budget", "device", "progress", "data_root", "dataset.download", "eval", "diagnostics",
                      "speed.cudnn_benchmark", "speed.channels_last", "speed.fused_adam", "speed.joint_d_call",
                      "speed.compile")
 

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks k
 
 from analysis import figures as F  # noqa: E402
 from analysis.collect import SchemaError, collect, read_bench  # noqa: E402
+from analysis.lipschitz import lipschitz_section  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
 
 STATUSES = ("completed", "diverged", "failed", "running", "started")
@@ -95,6 +96,7 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None) -> 
         md += [f"| {r.regularizer} | {r.seconds_per_generator_update:.4f} | {F._fmt(r.ratio_to_none)} |"
                for r in cost.itertuples()]
         md += [""]
+    md += lipschitz_section(runs, out_dir)
     if bench is not None:
         md += bench_section(bench, out_dir)
     failed = runs[runs.status == "failed"]

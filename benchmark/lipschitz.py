@@ -80,17 +80,15 @@ def _orthonormal_rows(V: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def operator_norm(apply: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...], *, iterations: int = 50,
-                  rtol: float = 1e-4, block: int = 4, generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
-    """The largest singular value of the linear map `apply` on inputs of `shape` (one sample).
+def subspace_iteration(apply: Callable[[torch.Tensor], torch.Tensor], V: torch.Tensor, *, iterations: int,
+                       rtol: float) -> tuple[float, torch.Tensor]:
+    """The largest singular value of the linear map `apply`, from the block of start vectors V
+    (block x one sample's shape), and the orthonormal block it ended with (a warm start).
 
-    Subspace iteration on A^T A with a block of vectors and a Rayleigh-Ritz estimate: the
-    estimate rises to sigma_max from below, by a factor (sigma_{block+1} / sigma_1)^2 of the
-    error per step; it stops when a step changes it by less than `rtol` (relative).
+    Subspace iteration on A^T A with a Rayleigh-Ritz estimate: the estimate rises to sigma_max
+    from below, the error shrinking by (sigma_{block+1} / sigma_1)^2 per step; it stops when a
+    step changes it by less than `rtol` (relative).
     """
-    block = min(block, math.prod(shape))
-    V = torch.randn(block, *shape, generator=generator, dtype=dtype).to(device)
     with torch.enable_grad():
         _, adjoint = torch.func.vjp(apply, torch.zeros_like(V))  # a linear map's vjp is A^T anywhere
     sigma = 0.0
@@ -103,13 +101,27 @@ def operator_norm(apply: Callable[[torch.Tensor], torch.Tensor], shape: tuple[in
         if converged:
             break
         V = adjoint(AQ)[0]
-    return sigma
+    return sigma, Q
 
 
-def layer_operator_norms(D: nn.Module, shapes: dict[str, tuple[int, ...]], generator: torch.Generator, *,
-                         iterations: int = 50, rtol: float = 1e-4) -> dict[str, float | None]:
+def operator_norm(apply: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...], *, iterations: int = 50,
+                  rtol: float = 1e-4, block: int = 4, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """The largest singular value of the linear map `apply` on inputs of `shape` (one sample),
+    by subspace iteration from a random block."""
+    V = torch.randn(min(block, math.prod(shape)), *shape, generator=generator, dtype=dtype).to(device)
+    return subspace_iteration(apply, V, iterations=iterations, rtol=rtol)[0]
+
+
+def layer_operator_norms(D: nn.Module, shapes: dict[str, tuple[int, ...]], starts: dict[str, torch.Tensor],
+                         generator: torch.Generator, *, iterations: int = 50, rtol: float = 1e-4,
+                         block: int = 4) -> dict[str, float | None]:
     """Per Conv2d / Linear of D, the operator norm of the layer as applied at its input shape
-    (None for a layer with non-finite weights, or one the forward pass never reached)."""
+    (None for a layer with non-finite weights, or one the forward pass never reached).
+
+    A conv's subspace iteration starts from `starts[name]` when it holds a block of the right
+    shape (the previous evaluation's: weights move little between evaluations, so a few steps
+    refine it), else from random vectors; the block it ends with is left in `starts`."""
     norms: dict[str, float | None] = {}
     for name, layer in weight_layers(D):
         weight = layer.weight.detach()
@@ -118,8 +130,12 @@ def layer_operator_norms(D: nn.Module, shapes: dict[str, tuple[int, ...]], gener
         elif isinstance(layer, nn.Linear):  # exact: the matrix norm, whatever the input's shape
             norms[name] = float(torch.linalg.matrix_norm(weight.double(), ord=2))
         else:
-            norms[name] = operator_norm(linear_map(layer), shapes[name], iterations=iterations, rtol=rtol,
-                                        generator=generator, device=weight.device, dtype=weight.dtype)
+            shape = shapes[name]
+            V = starts.get(name)
+            if V is None or tuple(V.shape[1:]) != shape:
+                V = torch.randn(min(block, math.prod(shape)), *shape, generator=generator, dtype=weight.dtype)
+            norms[name], starts[name] = subspace_iteration(linear_map(layer), V.to(weight), iterations=iterations,
+                                                           rtol=rtol)
     return norms
 
 
@@ -195,7 +211,14 @@ class LipschitzDiagnostics:
         self.z = torch.randn(n, z_dim, generator=self.generator).to(data.device)
         alpha = torch.rand(n, *[1] * (self.real.dim() - 1), generator=self.generator)
         self.alpha = alpha.to(data.device)
-        self.seed = seed
+        self.start_vectors: dict[str, torch.Tensor] = {}  # per conv, the last subspace iteration's block
+
+    def state_dict(self) -> dict:
+        """The warm starts, saved with a checkpoint so that a resumed run measures what it would have."""
+        return {name: V.cpu() for name, V in self.start_vectors.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.start_vectors = dict(state)
 
     def measure(self, G: nn.Module, D: nn.Module) -> dict:
         start = time.perf_counter()
@@ -209,9 +232,7 @@ class LipschitzDiagnostics:
                        "interpolated": self.alpha * self.real + (1 - self.alpha) * fake}
             norms = {name: gradient_norms(D, x, self.batch_size) for name, x in sources.items()}
             everything = torch.cat(list(norms.values()))
-            # the generator restarts from the seed: the same start vectors at every evaluation
-            generator = torch.Generator().manual_seed(self.seed + 1)
-            operator = layer_operator_norms(D, input_shapes(D, self.real), generator,
+            operator = layer_operator_norms(D, input_shapes(D, self.real), self.start_vectors, self.generator,
                                             iterations=self.cfg.power_iterations)
             scales = batch_norm_scales(D)
             factors = [*operator.values(), *scales.values()]

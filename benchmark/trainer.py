@@ -173,6 +173,7 @@ class Trainer:
             "last_row": self.last_row,
             "last_eval": self.last_eval,
             "last_lipschitz": self.last_lipschitz,
+            "lipschitz_start_vectors": self.lipschitz.state_dict() if self.lipschitz else {},
         })
 
     def resume(self) -> None:
@@ -192,7 +193,10 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
         self.last_row = state["last_row"]
         self.last_eval = state["last_eval"]
-        self.last_lipschitz = state.get("last_lipschitz")  # absent from checkpoints older than the diagnostics
+        # both absent from checkpoints older than the diagnostics
+        self.last_lipschitz = state.get("last_lipschitz")
+        if self.lipschitz:
+            self.lipschitz.load_state_dict(state.get("lipschitz_start_vectors", {}))
         truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
 
     def log(self, start: float) -> int | None:

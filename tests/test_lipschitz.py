@@ -66,8 +66,10 @@ def test_circular_conv_operator_norm_matches_the_fft_formula(kernel, size):
 def test_linear_operator_norm_is_the_matrix_norm_and_convs_differ_from_the_reshaped_matrix():
     torch.manual_seed(0)
     D = nn.Sequential(nn.Conv2d(2, 3, 4, 2, 1), nn.LeakyReLU(0.1), nn.Flatten(), nn.Linear(3 * 4 * 4, 1))
-    norms = layer_operator_norms(D, input_shapes(D, torch.zeros(1, 2, 8, 8)), torch.Generator().manual_seed(0),
+    starts = {}
+    norms = layer_operator_norms(D, input_shapes(D, torch.zeros(1, 2, 8, 8)), starts, torch.Generator().manual_seed(0),
                                  iterations=500, rtol=1e-9)
+    assert set(starts) == {"0"} and starts["0"].shape == (4, 2, 8, 8)  # the block a later call starts from
     assert set(norms) == {"0", "3"}
     assert norms["3"] == pytest.approx(float(torch.linalg.matrix_norm(D[3].weight.detach(), ord=2)), rel=1e-6)
     exact = torch.linalg.svdvals(dense_operator(D[0].double(), (2, 8, 8)))[0]
@@ -151,7 +153,7 @@ def test_diagnostics_are_recorded_apart_from_metrics_and_do_not_change_what_is_t
 
 
 def test_tiny_image_run_records_conv_operator_norms(tmp_path, image_root):
-    cfg = compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", "diagnostics.samples=16"])
+    cfg = compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", "eval=none", "diagnostics.samples=16"])
     trainer = Trainer(cfg, tmp_path)  # eval=none: the classifier's metrics have tests of their own
     trainer.evaluator = type("NoMetrics", (), {"evaluate": lambda self, G, z_dim: {}})()
     trainer.lipschitz = LipschitzDiagnostics(cfg.diagnostics, trainer.batches.data, cfg.z_dim, 0, 16)
@@ -159,3 +161,66 @@ def test_tiny_image_run_records_conv_operator_norms(tmp_path, image_root):
     norms = result["lipschitz"]["operator_norm"]
     assert list(norms) == [f"conv{i}" for i in range(1, 8)] + ["dense"]
     assert all(v > 0 for v in norms.values()) and result["lipschitz"]["samples_per_source"] == 16
+
+
+def write_diagnosed_run(sweep, reg: str, setting: str, seed: int, grad: float, product: float, bound: bool = True):
+    run = sweep / f"regularizer={reg},seed={seed},setting={setting}"
+    (run / ".hydra").mkdir(parents=True)
+    config = {"dataset": {"name": "ring8"}, "model": {"name": "mlp"}, "loss": {"name": "ns"},
+              "regularizer": {"name": reg}, "setting": {"name": setting, "n_dis": 1}, "seed": seed}
+    (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    diagnostics = [{"grad_max": grad * i, "grad_mean": grad * i / 2, "ascent_max": None, "layer_product": product,
+                    "layer_product_is_bound": bound, "operator_norm": {"linear1": 1.25, "dense": product / 1.25},
+                    "seconds": 0.1} for i in (1, 2)]
+    rows = [{"schema": 1, "iteration": 50 * i, "seconds": 1.0, "eval_seconds": 0.1, "metrics": {"mixture10k_modes": 8},
+             "lipschitz": d} for i, d in zip((1, 2), diagnostics, strict=True)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = {"schema": 1, "status": "completed", "iteration": 100, "iterations_planned": 100, "config": config,
+              "metrics": {"mixture10k_modes": 8}, "spectral_norms": {"linear1": 1.0, "dense": 1.0},
+              "lipschitz": {"iteration": 100, **diagnostics[-1]}}
+    (run / "result.json").write_text(json.dumps(result))
+
+
+def test_report_draws_the_lipschitz_figure_and_sns_layer_table(tmp_path):
+    from analysis.collect import collect
+    from analysis.lipschitz import lipschitz_over_training
+    from analysis.report import make_report
+    sweep = tmp_path / "sweep"
+    for seed, grad in ((0, 0.5), (1, 0.7), (2, 0.9)):
+        write_diagnosed_run(sweep, "sn", "A", seed, grad, 1.5)
+    write_diagnosed_run(sweep, "ln", "A", 0, 40.0, 8.0, bound=False)
+    runs, _ = collect([sweep])
+    table = lipschitz_over_training(runs)
+    assert len(table) == 8 and set(table.iteration) == {50, 100}
+    sn = table[(table.regularizer == "sn") & (table.iteration == 100)]
+    assert sn.empirical.median() == pytest.approx(1.4)  # no ascent measured: grad_max stands
+    assert "lipschitz" not in runs.columns and "grad_max" not in runs.columns  # never among the ranked metrics
+    report = make_report([sweep], tmp_path / "out").read_text()
+    assert (tmp_path / "out" / "lipschitz_ring8.png").is_file()
+    assert "![Lipschitz constant of D on ring8](lipschitz_ring8.png)" in report
+    assert "| linear1 | 1 / 1.25 |" in report and "| dense | 1 / 1.2 |" in report
+
+
+def test_a_resumed_run_measures_what_an_uninterrupted_one_does(tmp_path, image_root):
+    """The convs' subspace iterations start from the previous evaluation's blocks: the checkpoint carries them."""
+    def trainer(run_dir, iterations: int) -> Trainer:
+        cfg = compose_config([*TINY_IMAGES, f"data_root={image_root}", "eval=none", f"budget.iterations={iterations}",
+                              "budget.log_every=1", "budget.checkpoint_every=1", "budget.sample_every=100",
+                              "diagnostics.samples=8", "diagnostics.power_iterations=3"])
+        t = Trainer(cfg, run_dir)  # eval=none: the classifier's metrics have tests of their own
+        t.evaluator = type("NoMetrics", (), {"evaluate": lambda self, G, z_dim: {}})()
+        t.cfg.eval.every = 1
+        t.lipschitz = LipschitzDiagnostics(cfg.diagnostics, t.batches.data, cfg.z_dim, 0, 8)
+        return t
+
+    def diagnostics(run_dir) -> list[dict]:
+        return [{k: v for k, v in r["lipschitz"].items() if k != "seconds"}
+                for r in read_jsonl(run_dir / "metrics.jsonl") if "lipschitz" in r]
+
+    trainer(tmp_path / "straight", 3).fit()
+    trainer(tmp_path / "resumed", 2).fit()
+    trainer(tmp_path / "resumed", 3).fit()
+    straight = diagnostics(tmp_path / "straight")
+    assert len(straight) == 3 and diagnostics(tmp_path / "resumed") == straight
+    # three steps from a cold start, then warm starts: the estimates of the convs keep rising
+    assert straight[2]["operator_norm"] != straight[0]["operator_norm"]

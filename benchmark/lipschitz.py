@@ -186,7 +186,7 @@ def pair_ascent(D: nn.Module, x: torch.Tensor, steps: int, radius: float) -> flo
     best = 0.0
     for i in range(steps + 1):
         ratio = (D(x) - D(y)).flatten().abs() / (x - y).flatten(1).norm(dim=1).clamp_min(1e-12)
-        best = max(best, float(ratio.max()))
+        best = max(best, float(ratio.detach().max()))
         if i == steps:
             break
         gx, gy = torch.autograd.grad(ratio.sum(), (x, y))

@@ -43,6 +43,20 @@ def test_conv_operator_norm_equals_the_dense_operators_largest_singular_value(ci
     assert operator_norm(linear_map(layer), (cin, size, size), **EXACT) == pytest.approx(float(exact), rel=1e-8)
 
 
+@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 8), (4, 2, 8), (3, 2, 9)])
+def test_conv_operator_norm_is_at_most_the_reshaped_sigma_times_the_patch_overlap(kernel, stride, size):
+    """Each input pixel lies in at most ceil(k/s)^2 patches, so ||conv|| <= sqrt(ceil(k/s)^2) sigma(reshaped):
+    the README's reading of SN's table (3 for the 3x3 stride-1 convs, 2 for the 4x4 stride-2 ones)."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(1, 8, kernel, stride, kernel // 2).double()
+    with torch.no_grad():
+        layer.weight.abs_()  # all taps of one sign: the overlap adds up, as for a smoothing kernel
+    reshaped = float(torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2))
+    norm = operator_norm(linear_map(layer), (1, size, size), **EXACT)
+    overlap = -(-kernel // stride)
+    assert reshaped < norm <= overlap * reshaped
+
+
 def test_operator_norm_of_a_1x1_conv_is_the_norm_of_its_matrix():
     torch.manual_seed(0)
     layer = nn.Conv2d(5, 7, 1).double()

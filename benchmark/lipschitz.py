@@ -39,11 +39,11 @@ from torch import nn
 
 from benchmark.data import to_model_range
 from regularizers import weight_layers
-from regularizers.normalization_layers import NormSlot
 
 # Layers of a chain D through which the layer product stays an upper bound as it is:
-# 1-Lipschitz maps with no weight (a LeakyReLU counts when its slope is at most 1).
-ONE_LIPSCHITZ = (nn.ReLU, nn.Flatten, nn.Identity, NormSlot)
+# 1-Lipschitz maps with no weight (an empty NormSlot is an Identity; a LeakyReLU counts
+# when its slope is at most 1).
+ONE_LIPSCHITZ = (nn.ReLU, nn.Flatten, nn.Identity)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 

@@ -21,6 +21,7 @@ from analysis import figures as F  # noqa: E402
 from analysis.claims import check_claims, claims_markdown  # noqa: E402
 from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, write_atomic_text  # noqa: E402
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
+from analysis.lipschitz import lipschitz_section  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
 from benchmark.contract import metric_kind, parse_metric  # noqa: E402
 
@@ -152,6 +153,7 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
         md += [f"| {r.regularizer} | {r.seconds_per_generator_update:.4f} | {F._fmt(r.ratio_to_none)} |"
                for r in cost.itertuples()]
         md += [""]
+    md += lipschitz_section(comparison, out_dir)
     if bench is not None:
         md += bench_section(bench, out_dir)
     failed_runs = comparison.runs[comparison.runs.status == "failed"]

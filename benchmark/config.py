@@ -166,6 +166,16 @@ def _check_eval(p: list[str], cfg) -> None:
             p.append(f"eval.metrics: {name}: the fmnist_ metrics are for dataset=fashion_mnist")
 
 
+def _check_diagnostics(p: list[str], cfg) -> None:
+    d = cfg.diagnostics
+    _check(p, isinstance(d.lipschitz, bool), "diagnostics.lipschitz", d.lipschitz, "must be true or false")
+    _positive_ints(p, d, "diagnostics.", ("samples", "power_iterations", "ascent_pairs"))
+    _check(p, _is_int(d.ascent_steps) and d.ascent_steps >= 0, "diagnostics.ascent_steps", d.ascent_steps,
+           "must be an integer >= 0")
+    _check(p, _is_number(d.ascent_radius) and d.ascent_radius > 0, "diagnostics.ascent_radius", d.ascent_radius,
+           "must be a finite number > 0")
+
+
 def validate(cfg) -> torch.device:
     """Raise ConfigError naming every bad key and what is valid; return the device to train on.
     Reads no data and writes nothing: a bad command line costs seconds, whatever it asks for."""
@@ -174,6 +184,7 @@ def validate(cfg) -> torch.device:
     _check_regularizer(p, cfg)
     _check_data_and_model(p, cfg)
     _check_eval(p, cfg)
+    _check_diagnostics(p, cfg)
     sp = cfg.speed
     for key in SPEED_SWITCHES:
         if key != "compile":

@@ -4,6 +4,7 @@
         n_dis times: d_step()   D loss + regularizer.penalty, Adam step, regularizer.after_step
         once:        g_step()
         every log_every:        one metrics.jsonl row (losses, spectral norms), divergence check
+        every eval.every:       an evaluation row (metrics, Lipschitz diagnostics)
         every sample_every:     a sample grid
         every checkpoint_every: an atomic checkpoint (a killed run resumes from it)
 
@@ -30,6 +31,7 @@ from benchmark import checkpoint, losses
 from benchmark.config import ConfigError, validate
 from benchmark.data import BatchStream, load_dataset
 from benchmark.evaluation import Evaluator
+from benchmark.lipschitz import LipschitzDiagnostics
 from benchmark.models import build_models
 from benchmark.results import (
     SCHEMA,
@@ -92,6 +94,10 @@ class Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.evaluator = (Evaluator(cfg.eval, cfg.dataset, self.batches.data, self.device, cfg.data_root,
                                         cfg.progress) if cfg.eval.metrics else None)
+        # At the evaluations, so only with an evaluator; its inputs come from a private generator.
+        self.lipschitz = (LipschitzDiagnostics(cfg.diagnostics, self.batches.data, cfg.z_dim, cfg.eval.seed,
+                                               cfg.eval.batch_size)
+                          if self.evaluator and cfg.diagnostics.lipschitz else None)
 
         # Latents (and the penalty's interpolation weights) come from their own
         # generator so that data order and noise are the same for every method.
@@ -106,6 +112,7 @@ class Trainer:
         self.pending: list[torch.Tensor] = []  # per-update (d_loss, g_loss, penalty), still on the device
         self.last_row: dict | None = None
         self.last_eval: dict | None = None  # {"iteration", "metrics"} of the latest successful evaluation
+        self.last_lipschitz: dict | None = None  # the latest evaluation's diagnostics, with its "iteration"
         self.preempted_by: int | None = None  # a signal asking the run to stop, kept until the update ends
         self.resumed = False
 
@@ -181,6 +188,8 @@ class Trainer:
             "pending": torch.stack(self.pending).cpu() if self.pending else torch.zeros(0, 3),
             "last_row": self.last_row,
             "last_eval": self.last_eval,
+            "last_lipschitz": self.last_lipschitz,
+            "lipschitz_start_vectors": self.lipschitz.state_dict() if self.lipschitz else {},
         })
 
     def resume(self) -> None:
@@ -206,6 +215,10 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
         self.last_row = state["last_row"]
         self.last_eval = state["last_eval"]
+        # both absent from checkpoints older than the diagnostics
+        self.last_lipschitz = state.get("last_lipschitz")
+        if self.lipschitz:
+            self.lipschitz.load_state_dict(state.get("lipschitz_start_vectors", {}))
 
     def log(self, start: float) -> int | None:
         """Close the timing of the update begun at `start`, write one metrics row, and
@@ -229,8 +242,10 @@ class Trainer:
         return diverged_at
 
     def evaluate(self) -> None:
-        """One evaluation row in metrics.jsonl. A failing evaluation is recorded there with
-        its error and training goes on (the checkpoint is not at stake)."""
+        """One evaluation row in metrics.jsonl: the metrics and, apart from them (they are not
+        quality metrics, and the analysis ranks by `metrics`), the Lipschitz diagnostics with
+        their own `seconds`. A failing evaluation is recorded there with its error and training
+        goes on (the checkpoint is not at stake)."""
         start = time.perf_counter()
         row = {"schema": SCHEMA, "iteration": self.iteration, "seconds": self.train_seconds}
         try:
@@ -239,6 +254,12 @@ class Trainer:
         except Exception as err:
             row["eval_error"] = f"{type(err).__name__}: {err}"
         row["eval_seconds"] = time.perf_counter() - start
+        if self.lipschitz is not None:
+            try:
+                row["lipschitz"] = self.lipschitz.measure(self.G, self.D)
+                self.last_lipschitz = {"iteration": self.iteration, **row["lipschitz"]}
+            except Exception as err:
+                row["lipschitz_error"] = f"{type(err).__name__}: {err}"
         append_jsonl(self.run_dir / "metrics.jsonl", row)
 
     def write_samples(self, name: str) -> None:
@@ -270,6 +291,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "seconds_per_generator_update": self.train_seconds / self.iteration if self.iteration else None,
             "spectral_norms": {k: float(v[0]) if len(v) else None for k, v in sv.items()},
+            "lipschitz": self.last_lipschitz,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "environment": environment(self.device),
         }

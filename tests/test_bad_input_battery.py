@@ -21,6 +21,14 @@ BASE = ["dataset=ring8", "budget=smoke", "progress=false", "device=cpu"]
 
 # (overrides, texts the message must contain: the key or file, and what is valid where it says so)
 CONFIG_CASES = [
+    (["diagnostics.samples=0"], ["diagnostics.samples=0", "integer >= 1"]),
+    (["diagnostics.ascent_radius=-1"], ["diagnostics.ascent_radius=-1", "> 0"]),
+    (["regularizer=wc", "regularizer.params=bias"], ["regularizer.params='bias'", "weights, all"]),
+    (["regularizer=combo", "regularizer.parts=[sn,wn]"], ["regularizer.parts=[sn,wn]", "reparametrize"]),
+    (["regularizer=combo", "regularizer.parts=[fn,wgangp]", "+regularizer.options.wgangp.weight=-1"],
+     ["regularizer.options.wgangp.weight=-1"]),
+    (["setting.lr_decay=cosine"], ["setting.lr_decay='cosine'", "none, linear"]),
+    (["setting.g_batch_multiplier=0"], ["setting.g_batch_multiplier=0"]),
     (["regularizer=wc", "regularizer.c=-1"], ["regularizer.c=-1", "> 0"]),
     (["regularizer=wc", "regularizer.c=0"], ["regularizer.c=0"]),
     (["regularizer=wc", "regularizer.c=inf"], ["regularizer.c=inf", "finite"]),

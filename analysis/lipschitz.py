@@ -1,0 +1,138 @@
+"""How Lipschitz each method's D really is, from the diagnostics the trainer records at every
+evaluation (metrics.jsonl rows' and result.json's `lipschitz`; benchmark/lipschitz.py says how
+they are measured). Reads result files only.
+
+    table = lipschitz_over_training(comparison)  # one row per (run, evaluation)
+    fig = lipschitz_during_training(table, "ring8")
+    md = sn_layer_table(comparison)               # reshaped sigma vs true operator norm, SN's layers
+
+Runs are labelled and split as every other figure (analysis.compare: method, setting, context).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.collect import read_json, read_jsonl, write_atomic_text
+from analysis.compare import Comparison
+from analysis.figures import save
+
+COLUMNS = ("grad_max", "grad_mean", "ascent_max", "layer_product", "layer_product_is_bound")
+LABELS = ("dataset", "model", "width", "regularizer", "method", "setting_label", "context", "seed")
+
+
+def lipschitz_over_training(comparison: Comparison) -> pd.DataFrame:
+    """One row per (run, evaluation with diagnostics): the run's labels, the generator update and
+    the scalar diagnostics (`empirical`: the ascent's max where measured, else grad_max)."""
+    rows = []
+    for run in comparison.runs.to_dict("records"):
+        for r in read_jsonl(Path(run["run_dir"]) / "metrics.jsonl"):
+            if "lipschitz" in r:
+                rows.append({"run_dir": run["run_dir"], **{k: run.get(k) for k in LABELS},
+                             "iteration": r["iteration"], **{k: r["lipschitz"].get(k) for k in COLUMNS}})
+    table = pd.DataFrame(rows, columns=["run_dir", *LABELS, "iteration", *COLUMNS])
+    table["empirical"] = table.ascent_max.where(table.ascent_max.notna(), table.grad_max).astype(float)
+    return table
+
+
+def _panels(part: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per context and setting (analysis.compare's labels); methods are the lines, seeds
+    drawn as their median."""
+    return [(f"{context}, setting {setting}" if context != "all runs" else f"setting {setting}", group)
+            for (context, setting), group in part.groupby(["context", "setting_label"], sort=True)]
+
+
+def lipschitz_during_training(table: pd.DataFrame, dataset: str) -> plt.Figure:
+    """Each method's empirical Lipschitz estimate (solid: a lower bound) and layer product
+    (dashed: an upper bound where D is a chain) against generator updates, log scale; the
+    median over seeds, one panel per configuration of `dataset`."""
+    part = table[table.dataset == dataset]
+    panels = _panels(part)
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False, sharey=True)
+    methods = sorted(part.method.dropna().unique())
+    colors = dict(zip(methods, plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2))), strict=False))
+    for ax, (title, group) in zip(axes.flat, panels, strict=False):
+        for name, runs in group.groupby("method"):
+            median = runs.groupby("iteration")[["empirical", "layer_product"]].median().sort_index()
+            bound = runs.layer_product_is_bound.all()
+            ax.plot(median.index, median.empirical.where(median.empirical > 0), "-o", ms=3, color=colors[name],
+                    label=name)
+            ax.plot(median.index, median.layer_product.where(median.layer_product > 0), "--" if bound else ":",
+                    color=colors[name], label=None if bound else f"{name}: product is no bound")
+        ax.set_yscale("log")
+        ax.set_title(title or dataset, fontsize=9)
+        ax.set_xlabel("generator updates")
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("Lipschitz constant of D")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               title="solid: empirical (lower bound)\ndashed: layer product (upper bound)", title_fontsize=8)
+    fig.suptitle(f"{dataset}: measured Lipschitz constant of D (median over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def sn_layer_table(comparison: Comparison) -> str:
+    """Markdown: per D layer of SN's runs, the reshaped-matrix sigma the paper normalizes to 1
+    next to the true operator norm of the layer as applied, both from the final record
+    (result.json); one table per dataset and model, a column per configuration (its lowest
+    completed seed)."""
+    runs = comparison.runs
+    sn = runs[(runs.regularizer == "sn") & (runs.status == "completed")].sort_values("seed")
+    chosen = sn.drop_duplicates("config_id")
+    blocks = []
+    for (dataset, model, width), group in chosen.groupby(["dataset", "model", "width"], dropna=False, sort=True):
+        columns, cells, products, iterations = [], {}, [], set()
+        for run in group.to_dict("records"):
+            result = read_json(Path(run["run_dir"]) / "result.json")
+            lipschitz = result.get("lipschitz") or {}
+            if lipschitz.get("iteration") != result["iteration"]:
+                continue  # no diagnostics of the final weights
+            column = f"{run['method']}, {run['setting_label']}, seed {run['seed']}"
+            iterations.add(str(result["iteration"]))
+            columns.append(column)
+            for layer, true in lipschitz["operator_norm"].items():
+                cells.setdefault(layer, {})[column] = f"{_fmt(result['spectral_norms'].get(layer))} / {_fmt(true)}"
+            products.append(f"{column}: {_fmt(lipschitz['layer_product'])} / {_fmt(lipschitz['grad_max'])}")
+        if not columns:
+            continue
+        lines = [f"{dataset}, {model}" + (f" width {width}" if model != "mlp" else "")
+                 + f", after {' or '.join(sorted(iterations))} generator updates; each cell: reshaped sigma / operator norm:",
+                 "",
+                 "| layer | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {layer} | " + " | ".join(row.get(c, "-") for c in columns) + " |" for layer, row in cells.items()]
+        lines += ["", "Layer product / largest input gradient: " + "; ".join(products) + "."]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.4g}"
+
+
+def lipschitz_section(comparison: Comparison, out_dir: Path) -> list[str]:
+    """report.md's section: a figure per dataset and SN's per-layer table (nothing when no run
+    recorded diagnostics)."""
+    table = lipschitz_over_training(comparison)
+    if table.empty:
+        return []
+    md = ["## How Lipschitz is each discriminator", "",
+          "Measured at every evaluation (README, Lipschitz diagnostics): the largest input-gradient norm "
+          "over fixed real, generated and interpolated samples, tightened by gradient ascent on input pairs "
+          "(a lower bound on D's Lipschitz constant), and the product of the layers' true operator norms "
+          "(an upper bound where D is a chain of its layers and 1-Lipschitz activations).", ""]
+    for dataset in sorted(table.dataset.dropna().unique()):
+        save(lipschitz_during_training(table, dataset), out_dir, f"lipschitz_{dataset}")
+        md += [f"![Lipschitz constant of D on {dataset}](lipschitz_{dataset}.png)", ""]
+    layers = sn_layer_table(comparison)
+    if layers:
+        write_atomic_text(out_dir / "lipschitz_sn_layers.md", layers + "\n")
+        md += ["### SN: the reshaped sigma it normalizes vs each layer's true operator norm", "", layers, ""]
+    return md

@@ -13,6 +13,7 @@ from benchmark.contract import SPEED_SWITCHES
 from benchmark.data import VALID_DATASETS
 from benchmark.losses import VALID_LOSSES
 from benchmark.models import VALID_MODELS
+from benchmark.run_logger import problem as logger_problem
 from benchmark.speed import COMPILE_MODES
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -95,6 +96,8 @@ def validate(cfg) -> torch.device:
             _check(p, isinstance(sp[key], bool), f"speed.{key}", sp[key], "must be true or false")
     _check(p, sp.compile is False or sp.compile in COMPILE_MODES, "speed.compile", sp.compile,
            f"valid: false, {', '.join(COMPILE_MODES)}")
+    if (why := logger_problem(cfg)) is not None:
+        p.append(why)
     try:
         device = resolve_device(cfg.device)
     except ConfigError as err:

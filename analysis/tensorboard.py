@@ -1,7 +1,7 @@
 """`make tensorboard [SWEEP=...]`: TensorBoard over a sweep (default: outputs/ and multirun/), each run
 named by what it is, as the comparison labels it (analysis.compare), not by its directory:
 
-    <method>/<setting>[/<context>]/seed=<N>      e.g.  sn/B/seed=0,  wc (params.clip=0.05)/D/seed=1
+    <method>/<setting>[/<context>]/seed=<N>      e.g.  sn/B/seed=0,  wc (c=0.02)/D/seed=1
 
 TensorBoard names a run by its path under --logdir and follows symbolic links (checked with
 TensorBoard 2.21, with its fast loader and without), so the view is a tree of links to each run's
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
     print(f"{len(names)} runs in {args.view}/ (rebuilt every {args.refresh:g} s)", file=sys.stderr)
     server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(args.view),
                                *tensorboard_args])
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # a kill ends TensorBoard too
     try:
         while server.poll() is None:
             time.sleep(args.refresh)
@@ -104,7 +106,10 @@ def main(argv=None) -> int:
             except Exception as err:  # e.g. a run directory being created right now: the next round sees it
                 print(f"note: the run tree was not rebuilt this time ({type(err).__name__}: {err})", file=sys.stderr)
     except KeyboardInterrupt:
-        server.terminate()
+        pass
+    finally:
+        if server.poll() is None:
+            server.terminate()
     return server.wait()
 
 

@@ -25,8 +25,9 @@ from benchmark.contract import identity
 
 # Keys that place a row rather than measure anything: its step and its kind are not curves.
 BOOKKEEPING = ("schema", "iteration", "kind")
-# The package each backend needs (none: nothing).
-PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "none": None}
+# The package each backend needs, and how to install it (none: nothing).
+PACKAGES = {"tensorboard": ("tensorboard", "pip install -e ."), "wandb": ("wandb", "pip install -e '.[wandb]'"),
+            "none": None}
 TENSORBOARD_DIR = "tb"   # <run_dir>/tb/: the run's event files, one per process that trained it
 # PNG colour type -> TensorBoard's image colorspace (grey, grey+alpha, RGB, RGBA; palettes decode to RGB)
 _PNG_COLORSPACE = {0: 1, 4: 2, 2: 3, 3: 3, 6: 4}
@@ -64,10 +65,9 @@ def problem(cfg) -> str | None:
     name = OmegaConf.select(cfg, "logger.name", default="none")
     if name not in PACKAGES:
         return f"logger.name={name!r}: valid: {', '.join(PACKAGES)}"
-    package = PACKAGES[name]
-    if package and importlib.util.find_spec(package) is None:
-        return (f"logger={name}: the {package} package is not installed here "
-                f"(pip install -e '.[{package}]'), or choose logger=tensorboard or logger=none")
+    if PACKAGES[name] and importlib.util.find_spec(PACKAGES[name][0]) is None:
+        package, install = PACKAGES[name]
+        return f"logger={name}: the {package} package is not installed here ({install}), or choose logger=none"
     return None
 
 
@@ -154,7 +154,7 @@ class WandbLogger(RunLogger):
         run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
         self.run = wandb.init(project=options.project, mode=options.mode, dir=str(run_dir), id=run_id,
                               name=run_dir.name, resume="allow", config=hparams,
-                              settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+                              settings=wandb.Settings(console="off", silent=True))
         self.steps = _OncePerStep()
 
     def log_row(self, row: dict) -> None:

@@ -1,4 +1,5 @@
 """The live view of a run (benchmark/run_logger.py) and of a sweep (analysis/tensorboard.py)."""
+import importlib.util
 import json
 import math
 
@@ -94,18 +95,30 @@ def test_a_resumed_run_continues_its_curves_without_repeated_steps(tmp_path, mon
     assert_events_equal_rows(tmp_path)  # step 3 is the resumed process's, once
 
 
+def test_a_row_key_added_later_is_logged_under_its_own_names():
+    row = {"schema": 1, "kind": "eval", "iteration": 7, "seconds": 1.5, "eval_error": "ValueError: x",
+           "lipschitz": {"operator_norm": {"conv1": 2.0, "conv2": None}, "gradient_norms": [0.5, 1]}}
+    assert flatten_row(row) == {"seconds": 1.5, "eval_error": "ValueError: x", "lipschitz/operator_norm/conv1": 2.0,
+                                "lipschitz/operator_norm/conv2": pytest.approx(math.nan, nan_ok=True),
+                                "lipschitz/gradient_norms/0": 0.5, "lipschitz/gradient_norms/1": 1.0}
+
+
 def test_logger_choice_is_not_part_of_a_runs_name_or_identity():
+    excluded = set(compose_config([], return_hydra_config=True).hydra.job.config.override_dirname.exclude_keys)
     for path in (CONF / "logger").glob("*.yaml"):
         keys = {f"logger.{k}" for k in yaml.safe_load(path.read_text())}
-        excluded = set(compose_config([], return_hydra_config=True).hydra.job.config.override_dirname.exclude_keys)
         assert {"logger", *keys} <= excluded, path.name
     from benchmark.checkpoint import fingerprint
     assert fingerprint(compose_config(["logger=none"])) == fingerprint(compose_config(["logger=tensorboard"]))
 
 
-def test_unknown_logger_is_named_before_training():
+def test_an_unknown_logger_or_its_missing_package_is_named_before_training(monkeypatch):
     with pytest.raises(ConfigError, match="logger.name='tensorbored'"):
         validate(compose_config(["logger.name=tensorbored", "device=cpu"]))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"the wandb package is not installed here \(pip install -e '\.\[wandb\]'\)"):
+        validate(compose_config(["logger=wandb", "device=cpu"]))
 
 
 def fake_run(run_dir, *overrides: str, events: bool = True) -> None:

@@ -17,7 +17,7 @@ from benchmark.config import CONF, ConfigError, validate
 from benchmark.results import read_jsonl
 from benchmark.run_logger import flatten_row
 from benchmark.trainer import Trainer
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_cli
 
 RING8 = ["dataset=ring8", "budget=smoke", "progress=false"]
 
@@ -170,3 +170,12 @@ def test_wandb_offline_writes_its_run_files_in_the_run_directory(tmp_path, monke
     files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1 and files[0].stat().st_size > 0
     assert not (tmp_path / "tb").exists()
+
+
+@pytest.mark.slow
+def test_a_cli_run_writes_events_that_make_tensorboard_shows(tmp_path):
+    proc = run_cli("regularizer=sn", *RING8, "eval=none", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = next((tmp_path / "outputs").iterdir())
+    assert run_names([tmp_path / "outputs"]) == {"sn/A/seed=0": (run_dir / "tb").resolve()}
+    assert_events_equal_rows(run_dir)

@@ -8,7 +8,7 @@ EXPERIMENT ?= local_grid
 LAUNCHER ?= basic
 SWEEP ?=
 
-.PHONY: help venv test test-fast lint run sweep sweep-status figures bench prefetch evaluator clean slurm-up slurm-down slurm-status
+.PHONY: help venv test test-fast lint run sweep sweep-status figures tensorboard bench prefetch evaluator clean slurm-up slurm-down slurm-status
 
 help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
@@ -17,6 +17,7 @@ help:
 	@echo "make sweep [EXPERIMENT=local_grid] [LAUNCHER=basic|local|slurm] [ARGS=...]   a grid (conf/experiment/)"
 	@echo "make figures [SWEEP=multirun/...]   the comparison figures, tables and report.md -> figures/<sweep>/"
 	@echo "make sweep-status [SWEEP=multirun/...]   where each run of a sweep stands"
+	@echo "make tensorboard [SWEEP=multirun/...] [ARGS=--port=6007]   watch runs live, named method/setting/seed"
 	@echo "make bench [ARGS=...]     seconds per generator update of every regularizer, ratios to none"
 	@echo "make prefetch [ARGS=...]  (with internet) datasets, Inception weights, real statistics -> data/, cache/"
 	@echo "make evaluator            train the Fashion-MNIST classifier behind the fmnist_ metrics"
@@ -26,7 +27,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,wandb]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,7 +45,7 @@ run: $(STAMP)
 	$(PY) benchmark/run.py $(ARGS)
 
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf outputs multirun .tensorboard .pytest_cache
 
 bench: $(STAMP)
 	$(PY) -m benchmark.bench $(ARGS)
@@ -58,6 +59,10 @@ figures: $(STAMP)
 
 sweep-status: $(STAMP)
 	$(PY) -m analysis.sweep_status $(SWEEP)
+
+# a tree of links .tensorboard/<method>/<setting>/seed=N -> <run>/tb, rebuilt while TensorBoard runs
+tensorboard: $(STAMP)
+	$(PY) -m analysis.tensorboard $(SWEEP) $(ARGS)
 
 prefetch: $(STAMP)
 	$(PY) -m benchmark.prefetch $(ARGS)

@@ -31,9 +31,8 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from benchmark.contract import config_id, identity
+from benchmark.contract import READABLE_SCHEMAS, config_id, identity
 
-SCHEMA = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 # Config keys that identify a run in tables and figures: (column, path in the config).
@@ -81,8 +80,8 @@ def read_json(path: Path) -> dict:
         raise UnreadableRunError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
     if not isinstance(data, dict):
         raise UnreadableRunError(f"{path} holds a JSON {type(data).__name__}, not an object")
-    if data.get("schema") != SCHEMA:
-        raise SchemaError(f"{path} has schema {data.get('schema')!r}; this analysis reads schema {SCHEMA}. "
+    if data.get("schema") not in READABLE_SCHEMAS:
+        raise SchemaError(f"{path} has schema {data.get('schema')!r}; this analysis reads schemas {READABLE_SCHEMAS}. "
                           f"Results of different schemas are never mixed: analyse that sweep separately")
     return data
 
@@ -119,8 +118,9 @@ def read_jsonl(path: Path) -> list[dict]:
                 break
             raise UnreadableRunError(f"{path}, line {n}, cannot be read ({err}): damaged inside") from err
     for row in rows:
-        if row.get("schema") != SCHEMA:
-            raise SchemaError(f"{path} has rows of schema {row.get('schema')!r}; this analysis reads schema {SCHEMA}")
+        if row.get("schema") not in READABLE_SCHEMAS:
+            raise SchemaError(f"{path} has rows of schema {row.get('schema')!r}; this analysis reads schemas "
+                              f"{READABLE_SCHEMAS}")
     return rows
 
 

@@ -327,7 +327,8 @@ def sigma_max_during_training(chosen: dict[str, str], title: str = "") -> plt.Fi
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
     axes[0, 0].set_ylabel("largest singular value")
-    axes[0, 0].legend(fontsize=5, ncol=2)
+    if axes[0, 0].lines:
+        axes[0, 0].legend(fontsize=5, ncol=2)
     fig.suptitle(f"largest singular value of each D layer during training (SN keeps it near 1){title}", fontsize=8)
     fig.tight_layout()
     return fig

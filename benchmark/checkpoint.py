@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.contract import PLACEMENT_KEYS, flatten
+from benchmark.contract import PLACEMENT_KEYS, READABLE_SCHEMAS, flatten
 from benchmark.results import SCHEMA, write_atomic
 
 # Keys that may change between a run and its resumption: they change how long,
@@ -51,7 +51,7 @@ def load(path: Path, cfg) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"checkpoint {path} cannot be read ({load_failure(err)}); {advice}") from err
-    if not isinstance(state, dict) or state.get("schema") != SCHEMA:
+    if not isinstance(state, dict) or state.get("schema") not in READABLE_SCHEMAS:
         found = state.get("schema") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {path} has schema {found!r}, this code reads schema {SCHEMA}; {advice}")
     expected, found = fingerprint(cfg), state.get("fingerprint", {})

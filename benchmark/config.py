@@ -16,6 +16,7 @@ from benchmark.data import POINT_DATASETS, STL10_SPLITS, VALID_DATASETS, trainin
 from benchmark.evaluation import EvaluationSetupError, Protocol
 from benchmark.losses import VALID_LOSSES
 from benchmark.models import RESNET_LAYOUTS, VALID_MODELS
+from benchmark.run_logger import problem as logger_problem
 from benchmark.speed import COMPILE_MODES
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -192,6 +193,8 @@ def validate(cfg) -> torch.device:
     _check(p, sp.compile is False or sp.compile in COMPILE_MODES, "speed.compile", sp.compile,
            f"valid: false, {', '.join(COMPILE_MODES)}")
     _check(p, isinstance(cfg.progress, bool), "progress", cfg.progress, "must be true or false")
+    if (why := logger_problem(cfg)) is not None:
+        p.append(why)
     try:
         device = resolve_device(cfg.device)
     except ConfigError as err:

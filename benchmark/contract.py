@@ -16,6 +16,11 @@ import json
 import re
 from dataclasses import dataclass
 
+# The run files' schema (result.json, spectra.json, metrics.jsonl rows, checkpoints). 2: every
+# metrics.jsonl row says its kind ("train" | "eval"); schema 1 files (no kind) are read alike.
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+
 # The speed switches (conf `speed:`, benchmark/speed.py), each with whether it changes results.
 # Those that do not are left out of a run's name, its identity and the resume check; TF32 keeps
 # about 3 significant digits, so it is part of all three. tests/test_config.py checks that

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError, validate  # noqa: E402
-from benchmark.contract import config_id  # noqa: E402
+from benchmark.contract import READABLE_SCHEMAS, config_id  # noqa: E402
 from benchmark.data import DatasetError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
 from benchmark.results import SCHEMA, ResultsFileError, write_atomic, write_json  # noqa: E402
@@ -73,7 +73,7 @@ def finished_result(cfg: DictConfig, run_dir: Path) -> dict | None:
     result = read_result(path)
     if result is None:
         return None
-    if result.get("schema") != SCHEMA:
+    if result.get("schema") not in READABLE_SCHEMAS:
         raise ConfigError(f"{path} has schema {result.get('schema')!r}; this code writes schema {SCHEMA}. "
                           f"Results of different schemas are never mixed: move the directory away or rerun elsewhere")
     if result.get("status") not in FINISHED:

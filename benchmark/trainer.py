@@ -8,6 +8,8 @@
         every sample_every:     a sample grid
         every checkpoint_every: an atomic checkpoint (a killed run resumes from it)
 
+Each row and grid also goes to the live view (conf/logger/: TensorBoard by default) as it is written.
+
 The loop never syncs with the GPU between logging points: per-step losses stay
 on the device until a row is written.
 """
@@ -27,7 +29,7 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 import regularizers
-from benchmark import checkpoint, losses
+from benchmark import checkpoint, losses, run_logger
 from benchmark.config import ConfigError, validate
 from benchmark.data import BatchStream, load_dataset
 from benchmark.evaluation import Evaluator
@@ -115,6 +117,7 @@ class Trainer:
         self.last_lipschitz: dict | None = None  # the latest evaluation's diagnostics, with its "iteration"
         self.preempted_by: int | None = None  # a signal asking the run to stop, kept until the update ends
         self.resumed = False
+        self.logger = run_logger.RunLogger()  # fit() opens the configured one, once it knows where the run resumes
 
     # ------------------------------------------------------------ steps
     def sample_z(self, n: int) -> torch.Tensor:
@@ -233,11 +236,11 @@ class Trainer:
             diverged_at = self.iteration
         means = values.mean(dim=0).tolist()
         self.last_row = {
-            "schema": SCHEMA, "iteration": self.iteration, "seconds": self.train_seconds,
+            "schema": SCHEMA, "kind": "train", "iteration": self.iteration, "seconds": self.train_seconds,
             **{name: _finite_or_none(v) for name, v in zip(LOSS_COLUMNS, means, strict=True)},
             "sigma_max": {k: _finite_or_none(v) for k, v in spectral_norms(self.D).items()},
         }
-        append_jsonl(self.run_dir / "metrics.jsonl", self.last_row)
+        self.record(self.last_row)
         self.pending = []
         return diverged_at
 
@@ -247,7 +250,7 @@ class Trainer:
         their own `seconds`. A failing evaluation is recorded there with its error and training
         goes on (the checkpoint is not at stake)."""
         start = time.perf_counter()
-        row = {"schema": SCHEMA, "iteration": self.iteration, "seconds": self.train_seconds}
+        row = {"schema": SCHEMA, "kind": "eval", "iteration": self.iteration, "seconds": self.train_seconds}
         try:
             row["metrics"] = self.evaluator.evaluate(self.G, self.cfg.z_dim)
             self.last_eval = {"iteration": self.iteration, "metrics": row["metrics"]}
@@ -260,7 +263,12 @@ class Trainer:
                 self.last_lipschitz = {"iteration": self.iteration, **row["lipschitz"]}
             except Exception as err:
                 row["lipschitz_error"] = f"{type(err).__name__}: {err}"
+        self.record(row)
+
+    def record(self, row: dict) -> None:
+        """Every metrics.jsonl row goes through here: to the file, then to the live view under its own names."""
         append_jsonl(self.run_dir / "metrics.jsonl", row)
+        self.logger.log_row(row)
 
     def write_samples(self, name: str) -> None:
         self.G.eval()  # BN running statistics, as at evaluation
@@ -269,7 +277,9 @@ class Trainer:
         self.G.train()
         # 2-D points are drawn over real ones (read directly: the batch stream's state stays untouched)
         reference = self.batches.data[:2000].cpu() if fake.dim() == 2 else None
-        save_samples(self.run_dir / "samples" / f"{name}.png", fake.cpu(), reference)
+        path = self.run_dir / "samples" / f"{name}.png"
+        save_samples(path, fake.cpu(), reference)
+        self.logger.log_image("samples", path, self.iteration)
 
     def write_result(self, status: str, **extra) -> dict:
         sv = singular_values(self.D)
@@ -332,6 +342,7 @@ class Trainer:
                    disable=not self.cfg.progress, dynamic_ncols=True)
         previous_handlers = self._install_signal_handlers()
         try:
+            self.logger = run_logger.open_logger(self.cfg, self.run_dir, start=self.iteration)
             while self.iteration < self.total:
                 start = time.perf_counter()
                 self.train_one_update()
@@ -361,6 +372,7 @@ class Trainer:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
             bar.close()
+            self.logger.close()
 
 
 def _finite_or_none(x: float) -> float | None:

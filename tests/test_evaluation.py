@@ -119,7 +119,7 @@ def test_mixture_run_evaluates_periodically_and_reports_final_metrics(tmp_path):
     assert [r["iteration"] for r in rows] == [2, 4]
     assert all(r["eval_seconds"] > 0 for r in rows)
     assert set(rows[-1]["metrics"]) == {"mixture10k_modes", "mixture10k_high_quality", "mixture10k_kl",
-                                        "points_prc2k_2k_precision", "points_prc2k_2k_recall"}
+                                        "points_prc1k_1k_precision", "points_prc1k_1k_recall"}
     assert result["metrics"] == rows[-1]["metrics"] and result["metrics_iteration"] == 4
     assert json.loads((tmp_path / "result.json").read_text())["metrics"] == rows[-1]["metrics"]
 

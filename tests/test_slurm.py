@@ -92,6 +92,8 @@ def sized_run(tmp_path: Path, seconds: float, **budget) -> tuple[str, ...]:
     base = ("regularizer=none", "setting=B", "budget=short")
     probe = 60
     trainer = Trainer(compose_config([*RING8, *base, f"budget.iterations={probe}"]), tmp_path / "probe")
+    for _ in range(10):  # warm-up: the first updates are slower, and would size the run too short
+        trainer.train_one_update()
     start = time.perf_counter()
     for _ in range(probe):
         trainer.train_one_update()
@@ -128,8 +130,8 @@ def test_a_small_sweep_completes_through_slurm_and_a_relaunch_skips_it(tmp_path)
 def test_a_run_longer_than_its_time_limit_is_requeued_and_ends_as_if_run_in_one_go(tmp_path):
     # SLURM checks time limits every 30 s and sends the USR2 at the first check within signal_delay_s + 30 s
     # of the limit: with 5 s, 25-55 s into each 1-minute slot, one check before the one that ends the job.
-    # After the job's start-up, ~70 s of updates need two slots or more.
-    overrides = sized_run(tmp_path, 70)
+    # After the job's start-up, ~90 s of updates need two slots or more.
+    overrides = sized_run(tmp_path, 90)
     sweep_dir = tmp_path / "sweep"
     proc = sweep(sweep_dir, *overrides, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
                  background=True)

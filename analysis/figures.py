@@ -305,7 +305,8 @@ def singular_value_spectra(chosen: dict[str, str], title: str = "") -> plt.Figur
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
     axes[0, 0].set_ylabel("sigma^2 / max")
-    axes[0, 0].legend(fontsize=6)
+    if axes[0, 0].lines:
+        axes[0, 0].legend(fontsize=6)
     fig.suptitle(f"squared singular values of D's layers at the end (normalized; index normalized){title}",
                  fontsize=8)
     fig.tight_layout()

@@ -76,9 +76,9 @@ def test_the_same_command_twice_refuses_the_second_and_bad_relaunches_change_not
     first = subprocess.Popen([sys.executable, str(ROOT / "benchmark" / "run.py"), *args], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        run_dir = next(iter((tmp_path / "outputs").iterdir()), None) if (tmp_path / "outputs").exists() else None
+        run_dir = next((p for p in (tmp_path / "outputs").iterdir() if not p.name.startswith(".")), None) if (tmp_path / "outputs").exists() else None
         for _ in range(600):
-            run_dir = next(iter((tmp_path / "outputs").iterdir()), None) if (tmp_path / "outputs").exists() else None
+            run_dir = next((p for p in (tmp_path / "outputs").iterdir() if not p.name.startswith(".")), None) if (tmp_path / "outputs").exists() else None
             if run_dir is not None and (holder(run_dir) or {}).get("pid") == first.pid:
                 break
             assert first.poll() is None, first.communicate()

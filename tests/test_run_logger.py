@@ -176,6 +176,6 @@ def test_wandb_offline_writes_its_run_files_in_the_run_directory(tmp_path, monke
 def test_a_cli_run_writes_events_that_make_tensorboard_shows(tmp_path):
     proc = run_cli("regularizer=sn", *RING8, "eval=none", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    run_dir = next((tmp_path / "outputs").iterdir())
+    run_dir = next(p for p in (tmp_path / "outputs").iterdir() if not p.name.startswith("."))
     assert run_names([tmp_path / "outputs"]) == {"sn/A/seed=0": (run_dir / "tb").resolve()}
     assert_events_equal_rows(run_dir)

@@ -135,11 +135,15 @@ def test_a_run_longer_than_its_time_limit_is_requeued_and_ends_as_if_run_in_one_
     sweep_dir = tmp_path / "sweep"
     proc = sweep(sweep_dir, *overrides, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
                  background=True)
+    threads = torch.get_num_threads()
     try:
-        straight = Trainer(compose_config([*RING8, *overrides]), tmp_path / "straight")  # meanwhile, the same run here
+        # meanwhile, the same run here, on one thread as the job (another thread count sums in another order)
+        torch.set_num_threads(1)
+        straight = Trainer(compose_config([*RING8, *overrides]), tmp_path / "straight")
         straight.fit()
         stdout, stderr = proc.communicate(timeout=540)
     finally:
+        torch.set_num_threads(threads)
         proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
     (run,) = run_dirs(sweep_dir)

@@ -113,7 +113,7 @@ def test_a_diverging_run_is_recorded_while_the_others_complete(image_root, tmp_p
                    "dataset.name=fashion_mnist,cifar10", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep goes on, and its status says runs failed
     statuses = {}
-    for run in (p for p in (tmp_path / "sweep").iterdir() if p.is_dir()):
+    for run in (p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith(".")):
         keys = dict(part.split("=", 1) for part in run.name.split(","))
         statuses[keys["dataset.name"], float(keys["setting.lr"])] = run_status(run)["status"]
     assert statuses == {

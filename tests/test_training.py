@@ -5,6 +5,7 @@ import torch
 
 import regularizers
 from benchmark.checkpoint import CheckpointError
+from benchmark.contract import SCHEMA
 from benchmark.results import read_jsonl
 from benchmark.trainer import Trainer
 from tests.conftest import TINY_IMAGES, compose_config, run_cli
@@ -127,7 +128,7 @@ def test_every_regularizer_trains_through_the_cli(image_root, tmp_path):
     for name in regularizers.REGISTRY:
         run_dir = next((tmp_path / "sweep").glob(f"*regularizer={name},*"))
         result = json.loads((run_dir / "result.json").read_text())
-        assert result["schema"] == 1 and result["status"] == "completed", (name, result.get("error"))
+        assert result["schema"] == SCHEMA and result["status"] == "completed", (name, result.get("error"))
         assert result["config"]["regularizer"]["name"] == name
         assert result["iteration"] == 2 and result["seconds_per_generator_update"] > 0
         assert "fmnist_fid500_train" in result["metrics"]
@@ -145,7 +146,7 @@ def test_cli_run_resumes_from_its_directory_and_refuses_a_corrupt_checkpoint(ima
     args = ("regularizer=sn", "budget=smoke", "eval=none", *TINY_IMAGES, f"data_root={image_root}")
     first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    run_dir = next((tmp_path / "outputs").iterdir())
+    run_dir = next(p for p in (tmp_path / "outputs").iterdir() if not p.name.startswith("."))  # not .finished/
     # named by what it computes (sorted overrides), not by where its data lives
     assert run_dir.name == "batch_size=16,budget=smoke,dataset=fashion_mnist,eval=none,model.width=0.0625,regularizer=sn"
     again = run_cli(*args, cwd=tmp_path)  # the same command finds its run finished

@@ -104,11 +104,9 @@ def finished_elsewhere(cfg: DictConfig, run_dir: Path) -> dict | None:
     entry = _index_entry(cfg, run_dir)
     if not entry.is_file():
         return None
-    other = run_dir.parent / json.loads(entry.read_text())["run"]
-    if other == run_dir or not (other / "result.json").is_file():
-        return None
-    result = json.loads((other / "result.json").read_text())
-    return {**result, "same_as": str(other)} if result.get("status") in FINISHED else None
+    other = run_dir.parent / json.loads(entry.read_text())["run"]  # written whole (write_json)
+    result = read_result(other / "result.json") if other != run_dir else None  # None: gone or unreadable
+    return {**result, "same_as": str(other)} if result and result.get("status") in FINISHED else None
 
 
 def train(cfg: DictConfig, run_dir: str | Path, before_training=None) -> dict:

@@ -158,8 +158,10 @@ def test_a_run_longer_than_its_time_limit_is_requeued_and_ends_as_if_run_in_one_
 
 
 def test_a_cancelled_job_ends_the_sweep_and_a_relaunch_resumes_it(tmp_path):
-    # a checkpoint halfway through ~20 s of updates: cancelled after it, resumed from it
-    overrides = sized_run(tmp_path, 20, checkpoint_every=lambda n: n // 2, log_every=lambda n: n // 10)
+    # ~30 s of updates with a checkpoint every tenth: cancelled right after the first, so that the job is
+    # still running when scancel arrives even on a machine faster than measured (a cancel after a checkpoint
+    # at half way once met a job that had already completed), and resumed from the last one it wrote
+    overrides = sized_run(tmp_path, 30, checkpoint_every=lambda n: n // 10, log_every=lambda n: n // 20)
     sweep_dir = tmp_path / "sweep"
     proc = sweep(sweep_dir, *overrides, background=True)
     try:
@@ -172,9 +174,9 @@ def test_a_cancelled_job_ends_the_sweep_and_a_relaunch_resumes_it(tmp_path):
         _, stderr = proc.communicate(timeout=180)  # the launcher learns the job's end from sacct: no hang
     finally:
         proc.kill()
-    assert proc.returncode != 0 and "CANCELLED" in stderr, stderr[-3000:]
     (run,) = run_dirs(sweep_dir)
-    assert not (run / "result.json").exists()
+    assert not (run / "result.json").exists(), "the job completed before scancel: size the run longer"
+    assert proc.returncode != 0 and "CANCELLED" in stderr, stderr[-3000:]
     kept = read_jsonl(run / "metrics.jsonl")
     checkpointed = torch.load(run / "checkpoint.pt", weights_only=True)["iteration"]
 

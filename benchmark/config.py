@@ -116,6 +116,11 @@ def _check_data_and_model(p: list[str], cfg) -> None:
         _check(p, _is_number(m.width) and m.width > 0, "model.width", m.width, "must be a finite number > 0")
     if m.name == "mlp":
         _positive_ints(p, m, "model.", ("hidden", "depth"))
+    _check(p, m.get("init") in ("normal", "xavier_uniform", "default"), "model.init", m.get("init"),
+           "valid: normal, xavier_uniform, default")
+    if m.get("init") == "normal":  # the only init that reads a std (cnn.yaml has it; add +model.init_std=...)
+        _check(p, _is_number(m.get("init_std")) and m.get("init_std", 0) > 0, "model.init_std", m.get("init_std"),
+               "model.init=normal needs a finite std > 0")
     if "leaky_slope" in m:
         _check(p, _is_number(m.leaky_slope), "model.leaky_slope", m.leaky_slope, "must be a finite number")
     if points:

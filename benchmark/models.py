@@ -180,7 +180,8 @@ def mlp_discriminator(dim: int, hidden: int, depth: int, slope: float) -> nn.Mod
 
 # ---------------------------------------------------------------- building
 @torch.no_grad()
-def initialize(module: nn.Module, init: str, std: float) -> None:
+def initialize(module: nn.Module, init: str, std: float | None) -> None:
+    """`std` is read by init=normal only (the models whose config has no init_std use another init)."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             if init == "normal":
@@ -217,6 +218,6 @@ def build_models(model_cfg, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn
             D = ResNetDiscriminator(channels, size, model_cfg.width)
     else:
         raise ValueError(f"unknown model {name!r}; valid: {', '.join(VALID_MODELS)}")
-    initialize(G, model_cfg.init, model_cfg.init_std)
-    initialize(D, model_cfg.init, model_cfg.init_std)
+    initialize(G, model_cfg.init, model_cfg.get("init_std"))
+    initialize(D, model_cfg.init, model_cfg.get("init_std"))
     return G, D

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 EXPERIMENT ?= local_grid
-LAUNCHER ?= basic
+LAUNCHER ?= parallel
 SWEEP ?=
 
 .PHONY: help venv test test-fast lint run sweep sweep-status figures tensorboard bench prefetch evaluator clean slurm-up slurm-down slurm-status
@@ -14,7 +14,7 @@ help:
 	@echo "make test                 the test suite (slow end-to-end tests included)"
 	@echo "make test-fast            the tests without the slow ones"
 	@echo "make run ARGS='regularizer=sn setting=B'   one run (python benchmark/run.py ARGS)"
-	@echo "make sweep [EXPERIMENT=local_grid] [LAUNCHER=basic|local|slurm] [ARGS=...]   a grid (conf/experiment/)"
+	@echo "make sweep [EXPERIMENT=local_grid] [LAUNCHER=parallel|basic|local|slurm] [ARGS=...]   a grid (conf/experiment/)"
 	@echo "make figures [SWEEP=multirun/...]   the comparison figures, tables and report.md -> figures/<sweep>/"
 	@echo "make sweep-status [SWEEP=multirun/...]   where each run of a sweep stands"
 	@echo "make tensorboard [SWEEP=multirun/...] [ARGS=--port=6007]   watch runs live, named method/setting/seed"
@@ -50,7 +50,8 @@ clean:
 bench: $(STAMP)
 	$(PY) -m benchmark.bench $(ARGS)
 
-# LAUNCHER: basic (one after another, here), local (submitit, one process per run), slurm
+# LAUNCHER: parallel (one run per core at once, one torch thread each: joblib), basic (one after another in
+# this process), local (submitit, every run its own process at once), slurm
 sweep: $(STAMP)
 	$(PY) benchmark/run.py -m +experiment=$(EXPERIMENT) $(if $(filter-out basic,$(LAUNCHER)),hydra/launcher=$(LAUNCHER)) $(ARGS)
 

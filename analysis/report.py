@@ -2,7 +2,8 @@
 
     python -m analysis.report [SWEEP_DIR ...] [--out DIR]     (make figures SWEEP=...)
 
-Default input: the newest folder under multirun/; default output: figures/<its name>/.
+Default input: the newest folder under multirun/, else (a fresh clone) the shipped 2-D reference
+results/reference_2d; default output: figures/<its name>/.
 The timings of `make bench` (outputs/bench/bench.json, or --bench FILE) get a section too.
 Reads result files only, writes only into the output folder.
 """
@@ -22,6 +23,7 @@ from analysis.claims import check_claims, claims_markdown  # noqa: E402
 from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, write_atomic_text  # noqa: E402
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
 from analysis.lipschitz import lipschitz_section  # noqa: E402
+from analysis.ranking import SETTLED, ranking_figure, ranking_markdown, ranking_over_training  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
 from benchmark.contract import metric_kind, parse_metric  # noqa: E402
 
@@ -45,6 +47,17 @@ def protocol_note(metrics: list[str]) -> str | None:
 
 
 DEFAULT_BENCH = Path("outputs/bench/bench.json")
+DEFAULT_REFERENCE = Path("results/reference_2d")  # what `make figures` shows before any sweep has run
+
+
+def default_sweep() -> Path:
+    """The newest sweep under multirun/; where none has run yet, the shipped 2-D reference."""
+    try:
+        return newest_sweep()
+    except FileNotFoundError:
+        if DEFAULT_REFERENCE.is_dir():
+            return DEFAULT_REFERENCE
+        raise
 
 
 def bench_section(path: Path, out_dir: Path) -> list[str]:
@@ -86,6 +99,20 @@ def metric_section(comparison: Comparison, metric: str, out_dir: Path, primary: 
         F.save(F.ndis_figure(comparison, metric), out_dir, f"ndis_{metric}")
         md += ["Figure 11 (n_dis):", "", f"![{metric} against n_dis](ndis_{metric}.png)", ""]
     return md
+
+
+def ranking_section(comparison: Comparison, metric: str, out_dir: Path) -> list[str]:
+    """Whether the budget was long enough to rank the methods (analysis/ranking.py)."""
+    stability = ranking_over_training(comparison, metric)
+    if stability.empty:
+        return []
+    F.save(ranking_figure(stability, metric), out_dir, f"ranking_{metric}")
+    return ["## Where the ranking settles", "",
+            f"Spearman correlation between the ranking of the methods by {metric} at each evaluation and the "
+            f"ranking at the last one, per setting (mean over seeds, failures counted as in the tables). The "
+            f"ranking is settled from the first point where it stays >= {SETTLED}; \"never\" means the "
+            f"budget is too short to rank the methods under that setting.", "",
+            f"![ranking over training](ranking_{metric}.png)", "", ranking_markdown(stability), ""]
 
 
 def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
@@ -144,6 +171,8 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
         md += ["No run has evaluation results yet: figures of metrics are skipped.", ""]
     for metric in metrics:
         md += metric_section(comparison, metric, out_dir, primary)
+    if primary is not None:
+        md += ranking_section(comparison, primary, out_dir)
     md += spectra_section(comparison, out_dir)
     cost = F.relative_cost(comparison.runs)
     if not cost.empty:
@@ -181,7 +210,7 @@ def main(argv=None) -> Path:
                    help="diverged/failed seeds count as the worst value (default) or are left out of the means")
     args = p.parse_args(argv)
     try:
-        paths = args.sweeps or [newest_sweep()]
+        paths = args.sweeps or [default_sweep()]
         out = args.out or Path("figures") / paths[0].resolve().name
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file: name a folder (the report writes several files)")

@@ -41,7 +41,7 @@ def test_every_experiment_preset_composes_for_each_point_of_its_grid(experiment)
 
 
 def test_presets_over_every_method_pick_up_new_ones_and_leave_out_the_bare_combination():
-    values = swept_values("regularizer", compose_config(["+experiment=local_grid"], return_hydra_config=True)
+    values = swept_values("regularizer", compose_config(["+experiment=reference_2d"], return_hydra_config=True)
                           .hydra.sweeper.params.regularizer)
     assert sorted(values) == sorted(regularizers.REGISTRY)
     parts = compose_config(["+experiment=combos"], return_hydra_config=True).hydra.sweeper.params["regularizer.parts"]
@@ -56,9 +56,10 @@ def grid_args(tmp_path, image_root, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "local"])
-def test_tiny_grid_runs_through_hydra_multirun(launcher, image_root, tmp_path):
-    extra = ["hydra/launcher=local"] if launcher == "local" else []
+@pytest.mark.parametrize("launcher", ["basic", "local", "parallel"])
+def test_tiny_grid_runs_through_hydra_multirun(launcher, image_root, tmp_path, monkeypatch):
+    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the thread count is the launcher's to set
     proc = run_cli(*grid_args(tmp_path, image_root, *extra), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -69,6 +70,10 @@ def test_tiny_grid_runs_through_hydra_multirun(launcher, image_root, tmp_path):
     assert "4 runs: 4 completed" in proc.stdout
     if launcher == "local":
         assert list((tmp_path / "sweep" / ".submitit").iterdir())  # real submitit jobs
+    if launcher == "parallel":  # a worker per core, one torch thread each: no oversubscription
+        threads = {json.loads((tmp_path / "sweep" / n / "result.json").read_text())["environment"]["torch_threads"]
+                   for n in runs}
+        assert threads == {1}
 
 
 @pytest.mark.slow

@@ -1,0 +1,130 @@
+"""Ship a sweep as a reference: its records (not its weights) and the report made from them.
+
+    python -m analysis.ship multirun/reference_2d --name reference_2d --command "make sweep EXPERIMENT=reference_2d"
+
+writes results/<name>/:
+    runs/<run>/   result.json, metrics.jsonl, spectra.json, samples/final.png (a 32-colour copy):
+                  every finished run (completed, diverged or failed); no checkpoint, no TensorBoard files
+    report/       what `make figures SWEEP=results/<name>` writes, text and PNG (the PDFs are left out)
+    README.md     the commands, the commits and the machine the runs came from, what they cost, the size
+
+Records are copied as they are, so the report regenerated from them (tests/test_reference.py, or
+`make figures SWEEP=results/<name>`) is the shipped one. Runs that have not finished are listed, not
+shipped: shipping again once the sweep has gone further adds them.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image
+
+from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_json, write_atomic_text
+from analysis.report import make_report
+
+RESULTS = Path("results")
+RECORDS = ("result.json", "metrics.jsonl", "spectra.json")
+SAMPLES = Path("samples") / "final.png"
+SAMPLE_COLOURS = 32  # a 2-D scatter or an 8x8 grid of small images keeps its look at a third of the bytes
+
+
+def _copy_run(run_dir: Path, to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    for name in RECORDS:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, to / name)
+    if (run_dir / SAMPLES).is_file():
+        (to / SAMPLES).parent.mkdir(exist_ok=True)
+        Image.open(run_dir / SAMPLES).convert("RGB").quantize(SAMPLE_COLOURS).save(to / SAMPLES, optimize=True)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def provenance(results: list[dict], unfinished: list[str], commands: list[str], name: str) -> list[str]:
+    envs = [r.get("environment") or {} for r in results]
+    commits = Counter(e.get("git_commit") for e in envs)
+    hosts = Counter(f"{e.get('host')} ({e.get('device_name')}, {e.get('torch_threads')} torch thread(s))"
+                    for e in envs)
+    packages = Counter(", ".join(f"{k} {v}" for k, v in sorted((e.get("packages") or {}).items())) for e in envs)
+    statuses = Counter(r["status"] for r in results)
+    seconds = sum(r.get("train_seconds") or 0.0 for r in results)
+    md = [f"# Reference: {name}", "",
+          f"{len(results)} finished runs (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
+          + (f"; {len(unfinished)} not finished when shipped, left out" if unfinished else "") + ".",
+          "", "Report: [report/report.md](report/report.md); paper claims: [report/claims.md](report/claims.md).",
+          "", "## Commands", "", "```"] + commands + [f"python -m analysis.ship <sweep> --name {name}",
+                                                      f"make figures SWEEP=results/{name}   # reproduces report/",
+                                                      "```", "", "## Where and at what cost", ""]
+    md += [f"- commit {c}: {n} runs" for c, n in commits.most_common()]
+    md += [f"- machine {h}: {n} runs" for h, n in hosts.most_common()]
+    md += [f"- packages {p}: {n} runs" for p, n in packages.most_common()]
+    md += [f"- shipped from a machine with: {_cpu_model()}",
+           f"- training time, summed over runs: {seconds / 3600:.2f} core-hours (each run on one torch thread)"]
+    if unfinished:
+        md += ["", "## Not finished when shipped", ""] + [f"- `{u}`" for u in unfinished]
+    return md
+
+
+def ship(sweep: Path, name: str, commands: list[str], results_root: Path = RESULTS) -> Path:
+    """`results_root` relative to the repository root, as `make figures SWEEP=results/<name>` names it,
+    so that the report names its input the same way."""
+    out = results_root / name
+    runs_out = out / "runs"
+    if runs_out.exists():
+        shutil.rmtree(runs_out)  # a reshipment replaces the records whole (the sweep may have gone further)
+    results, unfinished = [], []
+    for run_dir in find_runs([sweep]):
+        if not (run_dir / "result.json").is_file():
+            unfinished.append(run_dir.name)
+            continue
+        results.append(read_json(run_dir / "result.json"))
+        _copy_run(run_dir, runs_out / run_dir.name)
+    if not results:
+        raise FileNotFoundError(f"{sweep}: no finished run to ship")
+    report_dir = out / "report"
+    if report_dir.exists():
+        shutil.rmtree(report_dir)
+    make_report([out], report_dir)
+    for pdf in report_dir.glob("*.pdf"):
+        pdf.unlink()
+    write_atomic_text(out / "README.md", "\n".join(provenance(results, unfinished, commands, name)) + "\n")
+    size = _size(out)
+    with open(out / "README.md", "a") as f:
+        f.write(f"- this folder: {size / 1e6:.1f} MB ({len(results)} runs)\n")
+    return out
+
+
+def main(argv=None) -> Path:
+    p = argparse.ArgumentParser(prog="python -m analysis.ship", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", type=Path)
+    p.add_argument("--name", required=True, help="results/<name>/")
+    p.add_argument("--command", action="append", default=[], help="a command that made the runs (repeatable)")
+    args = p.parse_args(argv)
+    try:
+        out = ship(args.sweep, args.name, args.command)
+    except (OSError, SchemaError, UnreadableRunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"shipped: {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

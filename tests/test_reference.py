@@ -39,10 +39,11 @@ def test_the_report_regenerated_from_the_shipped_records_is_the_shipped_one(refe
 
 def _stability(values: dict, failed: str = "worst", status: dict | None = None):
     """ranking_over_training on hand-made records: values[(method, seed)] = {iteration: kl}."""
+    from types import SimpleNamespace
+
     import pandas as pd
 
     from analysis.ranking import ranking_over_training
-    from types import SimpleNamespace
     runs = pd.DataFrame([{"run_dir": f"{m}-{s}", "method": m, "seed": s, "context": "ring8", "setting_label": "A",
                           "status": (status or {}).get((m, s), "completed")} for m, s in values])
     evals = pd.DataFrame([{"run_dir": f"{m}-{s}", "iteration": i, "metric": "mixture10k_kl", "value": v}
@@ -78,8 +79,8 @@ def test_a_seed_that_diverged_counts_as_worst_in_the_ranking():
 
 @pytest.mark.slow
 def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, monkeypatch):
-    from tests.conftest import run_cli
     from analysis.ship import ship
+    from tests.conftest import run_cli
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "dataset=ring8", "regularizer=none,sn,wc", "setting=B", "budget=smoke", "budget.iterations=4",
                    "progress=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)

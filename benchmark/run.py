@@ -31,10 +31,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError, validate  # noqa: E402
-from benchmark.contract import READABLE_SCHEMAS, config_id  # noqa: E402
+from benchmark.contract import FINISHED, READABLE_SCHEMAS, RESULT_FILE, ResultsFileError, config_id  # noqa: E402
 from benchmark.data import DatasetError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
-from benchmark.results import SCHEMA, ResultsFileError, write_atomic, write_json  # noqa: E402
+from benchmark.results import SCHEMA, write_atomic, write_json  # noqa: E402
 from benchmark.run_lock import (  # noqa: E402
     RunDirBusyError,
     RunDirUnwritableError,
@@ -46,7 +46,6 @@ from benchmark.run_lock import (  # noqa: E402
 
 BAD_INPUT = (ConfigError, DatasetError, CheckpointError, EvaluationSetupError, ResultsFileError, RunDirUnwritableError,
              RunDirBusyError)
-FINISHED = ("completed", "diverged")
 EXIT_CRASH, EXIT_BAD_INPUT = 1, 2
 
 
@@ -69,7 +68,7 @@ def read_result(path: Path) -> dict | None:
 def finished_result(cfg: DictConfig, run_dir: Path) -> dict | None:
     """The run's result.json if it already finished this budget; None if there is something to train.
     Refuses (ConfigError / CheckpointError) a finished run that this config would rewrite."""
-    path = run_dir / "result.json"
+    path = run_dir / RESULT_FILE
     result = read_result(path)
     if result is None:
         return None
@@ -105,7 +104,7 @@ def finished_elsewhere(cfg: DictConfig, run_dir: Path) -> dict | None:
     if not entry.is_file():
         return None
     other = run_dir.parent / json.loads(entry.read_text())["run"]  # written whole (write_json)
-    result = read_result(other / "result.json") if other != run_dir else None  # None: gone or unreadable
+    result = read_result(other / RESULT_FILE) if other != run_dir else None  # None: gone or unreadable
     return {**result, "same_as": str(other)} if result and result.get("status") in FINISHED else None
 
 
@@ -157,9 +156,9 @@ def record_failure(cfg: DictConfig, run_dir: Path, err: Exception, bad_input: bo
     `failed`, written only while holding the directory and only where no record exists."""
     try:
         with locked(run_dir):
-            if (run_dir / "result.json").exists():  # never overwrite a record (the trainer writes its own)
+            if (run_dir / RESULT_FILE).exists():  # never overwrite a record (the trainer writes its own)
                 return
-            write_json(run_dir / "result.json", {
+            write_json(run_dir / RESULT_FILE, {
                 "schema": SCHEMA, "status": "failed", "iteration": 0, "error": f"{type(err).__name__}: {err}",
                 "traceback": None if bad_input else traceback.format_exc(),
                 "config": _plain(cfg)})

@@ -5,6 +5,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from benchmark.contract import read_jsonl
 from benchmark.data import mixture_modes, sample_mixture
 from benchmark.evaluation import (
     EvaluationSetupError,
@@ -16,7 +17,6 @@ from benchmark.evaluation import (
     kernel_distance,
     mixture_metrics,
 )
-from benchmark.results import read_jsonl
 from benchmark.trainer import Trainer
 from tests.conftest import compose_config
 

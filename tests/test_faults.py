@@ -20,10 +20,9 @@ import yaml
 import regularizers
 from analysis import report, sweep_status
 from analysis.collect import collect, write_atomic_text
-from analysis.collect import read_jsonl as analysis_read_jsonl
 from benchmark import data, evaluate, evaluation
 from benchmark.config import CONF, compose_config
-from benchmark.results import read_jsonl
+from benchmark.contract import read_jsonl
 from benchmark.run import execute
 from benchmark.run_lock import RunDirBusyError, holder, locked
 from benchmark.trainer import Trainer
@@ -156,9 +155,8 @@ def test_readers_skip_a_torn_tail_with_a_warning_naming_the_file(tmp_path, capsy
     run = write_run(sweep, "sn", "A", 0, "completed", 30.0, 7.0)
     with open(run / "metrics.jsonl", "a") as f:
         f.write(TORN)
-    for read in (read_jsonl, analysis_read_jsonl):
-        with pytest.warns(UserWarning, match=f"{run / 'metrics.jsonl'}.*torn"):
-            assert len(read(run / "metrics.jsonl")) == 3
+    with pytest.warns(UserWarning, match=f"{run / 'metrics.jsonl'}.*torn"):  # the one reader, both sides'
+        assert len(read_jsonl(run / "metrics.jsonl")) == 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs, evals = collect([sweep])

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.contract import read_jsonl
 from benchmark.lipschitz import (
     LipschitzDiagnostics,
     gradient_norms,
@@ -14,7 +15,6 @@ from benchmark.lipschitz import (
     operator_norm,
 )
 from benchmark.models import build_models
-from benchmark.results import read_jsonl
 from benchmark.trainer import Trainer
 from tests.conftest import TINY_IMAGES, compose_config
 

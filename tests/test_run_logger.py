@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from analysis.tensorboard import build_view, run_names
 from benchmark.config import CONF, ConfigError, validate
-from benchmark.results import read_jsonl
+from benchmark.contract import read_jsonl
 from benchmark.run_logger import flatten_row
 from benchmark.trainer import Trainer
 from tests.conftest import compose_config, run_cli

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from benchmark.config import compose_config
-from benchmark.results import read_jsonl
+from benchmark.contract import read_jsonl
 from benchmark.trainer import Trainer
 from tests.conftest import ROOT, RUN
 

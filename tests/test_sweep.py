@@ -13,7 +13,7 @@ from analysis.collect import collect
 from analysis.compare import Comparison
 from analysis.sweep_status import run_status, summary
 from benchmark.config import CONF
-from benchmark.results import read_jsonl
+from benchmark.contract import read_jsonl
 from benchmark.trainer import Trainer
 from tests.conftest import TINY_IMAGES, compose_config, run_cli
 

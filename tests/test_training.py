@@ -5,8 +5,7 @@ import torch
 
 import regularizers
 from benchmark.checkpoint import CheckpointError
-from benchmark.contract import SCHEMA
-from benchmark.results import read_jsonl
+from benchmark.contract import SCHEMA, read_jsonl
 from benchmark.trainer import Trainer
 from tests.conftest import TINY_IMAGES, compose_config, run_cli
 

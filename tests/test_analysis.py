@@ -11,7 +11,7 @@ from analysis import figures as F
 from analysis import report
 from analysis.collect import SchemaError, collect
 from analysis.compare import Comparison
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 # (regularizer, setting, seed) -> (status, fid5k_10k, is50k_10splits)
 KNOWN = {
@@ -142,6 +142,7 @@ def small_real_sweep(tmp_path_factory) -> Path:
     return root / "sweep"
 
 
+@pytest.mark.slow  # a Hydra multirun through the CLI (the fixture)
 def test_report_from_a_real_sweep(small_real_sweep, tmp_path):
     path = report.main([str(small_real_sweep), "--out", str(tmp_path)])
     text = path.read_text()

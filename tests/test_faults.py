@@ -26,7 +26,7 @@ from benchmark.contract import read_jsonl
 from benchmark.run import execute
 from benchmark.run_lock import RunDirBusyError, holder, locked
 from benchmark.trainer import Trainer
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.test_analysis import write_run
 from tests.test_bad_input_battery import BASE, digest
 

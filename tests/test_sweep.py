@@ -12,10 +12,10 @@ import regularizers
 from analysis.collect import collect
 from analysis.compare import Comparison
 from analysis.sweep_status import run_status, summary
-from benchmark.config import CONF, ConfigError, validate
+from benchmark.config import CONF, ConfigError, compose_config, validate
 from benchmark.contract import read_jsonl
 from benchmark.trainer import Trainer
-from tests.conftest import TINY_IMAGES, compose_config, run_cli
+from tests.helpers import TINY_IMAGES, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 

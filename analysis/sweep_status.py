@@ -35,8 +35,9 @@ from benchmark.contract import (
 
 
 def logs_of(run_dir: Path) -> list[Path]:
-    """Where to read about a failed or unfinished run: its result.json (error, traceback) and Hydra's
-    run.log (submitit's per-job stdout/stderr are named in the summary)."""
+    """Where to read about a failed or unfinished run: its result.json (error, traceback) and its
+    run.log (its log lines, stdout, stderr, warnings and traceback: benchmark/run.py output_logged;
+    submitit's per-job stdout/stderr are named in the summary)."""
     return [p for p in (run_dir / RESULT_FILE, run_dir / RUN_LOG) if p.is_file()]
 
 

@@ -16,9 +16,12 @@ same budget is not run again; an unreadable result.json is named and re-run.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
@@ -31,7 +34,14 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError, validate  # noqa: E402
-from benchmark.contract import FINISHED, READABLE_SCHEMAS, RESULT_FILE, ResultsFileError, config_id  # noqa: E402
+from benchmark.contract import (  # noqa: E402
+    FINISHED,
+    READABLE_SCHEMAS,
+    RESULT_FILE,
+    RUN_LOG,
+    ResultsFileError,
+    config_id,
+)
 from benchmark.data import DatasetError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
 from benchmark.results import SCHEMA, write_atomic, write_json  # noqa: E402
@@ -108,6 +118,57 @@ def finished_elsewhere(cfg: DictConfig, run_dir: Path) -> dict | None:
     return {**result, "same_as": str(other)} if result and result.get("status") in FINISHED else None
 
 
+class _Tee(io.TextIOBase):
+    """A text stream that writes to the terminal's stream and to the run's log."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        if "\r" not in text:  # a progress bar's redraw: the terminal's only
+            self.log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:  # progress bars ask
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextmanager
+def output_logged(run_dir: Path):
+    """The run's stdout and stderr (prints, warnings, a crash's traceback) also go into its own
+    run.log, beside Hydra's log lines: what sweep-status points at when a run fails. A launcher's
+    per-job logs (submitit) hold the same, but far from the run and only under that launcher."""
+    with open(Path(run_dir) / RUN_LOG, "a", buffering=1, errors="replace") as log:
+        out, err, show = sys.stdout, sys.stderr, warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            # into the log even where warnings are caught and recorded (a test, a notebook)
+            log.write(warnings.formatwarning(message, category, filename, lineno, line))
+            show(message, category, filename, lineno, file or err, line)
+
+        sys.stdout, sys.stderr, warnings.showwarning = _Tee(out, log), _Tee(err, log), showwarning
+        try:
+            yield
+        except BaseException as error:
+            if not isinstance(error, KeyboardInterrupt | SystemExit):
+                log.write(traceback.format_exc())
+            raise
+        finally:
+            sys.stdout, sys.stderr, warnings.showwarning = out, err, show
+
+
 def train(cfg: DictConfig, run_dir: str | Path, before_training=None) -> dict:
     """Validate, look at what `run_dir` holds, read every input, lock the directory and resume,
     then train (or report it finished). `before_training()` runs once the directory is this
@@ -133,7 +194,8 @@ def train(cfg: DictConfig, run_dir: str | Path, before_training=None) -> dict:
         trainer.resume()  # an unusable checkpoint is refused here, before anything is written
         if before_training is not None:
             before_training()
-        result = trainer.fit()
+        with output_logged(run_dir):
+            result = trainer.fit()
         if result["status"] in FINISHED:
             write_json(_index_entry(cfg, run_dir), {"run": run_dir.name})
         return result

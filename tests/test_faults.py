@@ -235,6 +235,25 @@ def test_preemption_says_on_stderr_that_it_saved(tmp_path, capsys, monkeypatch):
     assert "received SIGTERM" in message and "iteration 2" in message and str(tmp_path / "checkpoint.pt") in message
 
 
+def test_a_run_keeps_its_own_stdout_stderr_and_traceback_in_run_log(tmp_path, capsys, monkeypatch):
+    """run.log (benchmark.contract.RUN_LOG), which sweep-status names for a failed run, holds what the
+    run printed, its warnings and its crash's traceback, not only logging lines."""
+    def fit(self):
+        print("a line the run printed")
+        warnings.warn("a warning the run gave", stacklevel=1)
+        raise RuntimeError("boom in training")
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    with pytest.warns(UserWarning, match="a warning the run gave"):
+        code, outcome = execute(compose_config(BASE), tmp_path / "run", in_sweep=True)
+    assert code == 1 and outcome["status"] == "failed"
+    log = (tmp_path / "run" / "run.log").read_text()
+    for text in ("a line the run printed", "a warning the run gave", "Traceback", "RuntimeError: boom in training"):
+        assert text in log, log
+    assert "a line the run printed" in capsys.readouterr().out  # the terminal still shows it
+    assert str(tmp_path / "run" / "run.log") in sweep_status.summary(tmp_path)
+
+
 def test_copied_dataset_files_are_readable_by_others(tmp_path, monkeypatch, image_root):
     debian = tmp_path / "debian"
     debian.mkdir()

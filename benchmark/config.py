@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 import regularizers
 from benchmark.contract import SPEED_SWITCHES
 from benchmark.data import DATASETS, training_set_size
-from benchmark.evaluation import EvaluationSetupError, Protocol
+from benchmark.evaluation import EvaluationSetupError, Protocol, protocol_problems
 from benchmark.losses import LOSSES
 from benchmark.models import MODELS
 from benchmark.run_logger import problem as logger_problem
@@ -136,7 +136,7 @@ def _check_data_and_model(p: list[str], cfg) -> None:
 
 
 def _check_eval(p: list[str], cfg) -> None:
-    e = cfg.eval
+    e, before = cfg.eval, len(p)
     _positive_ints(p, e, "eval.", ("every", "batch_size", "kid_subsets", "kid_subset_size"))
     _check(p, _is_number(e.mixture_covered_fraction) and 0 <= e.mixture_covered_fraction <= 1,
            "eval.mixture_covered_fraction", e.mixture_covered_fraction, "must be in [0, 1]")
@@ -148,18 +148,19 @@ def _check_eval(p: list[str], cfg) -> None:
             p.append(f"eval.{key}={str(e[key])!r}: no such file")
     if cfg.dataset.name not in DATASETS:
         return
-    points = DATASETS[cfg.dataset.name].data == "points"
+    protocols = []
     for name in e.metrics:
         try:
-            protocol = Protocol.parse(str(name))
+            protocols.append(Protocol.parse(str(name)))
         except EvaluationSetupError as err:
             p.append(f"eval.metrics: {err}")
-            continue
-        if (protocol.space == "points") != points:
-            p.append(f"eval.metrics: {name} is for {'2-D points' if protocol.space == 'points' else 'images'}, "
-                     f"dataset={cfg.dataset.name} has {'points' if points else 'images'}")
-        elif protocol.space == "fmnist" and cfg.dataset.name != "fashion_mnist":
-            p.append(f"eval.metrics: {name}: the fmnist_ metrics are for dataset=fashion_mnist")
+    try:
+        n_train = training_set_size(cfg.dataset)
+    except (KeyError, TypeError, AttributeError):  # a bad dataset key, named by the dataset's own check
+        return
+    if len(p) == before and _is_int(n_train):  # eval's own keys are valid: the counts can be compared
+        p.extend(f"eval.metrics: {problem}" for problem in protocol_problems(
+            protocols, e, cfg.dataset.name, DATASETS[cfg.dataset.name].data == "points", n_train))
 
 
 def _check_diagnostics(p: list[str], cfg) -> None:

@@ -256,9 +256,16 @@ METRIC_KINDS = (
                        "KL(good samples per mode || uniform over modes), nats; none when no sample is good")),
                "benchmark.evaluation:compute_mixture", space="points"),
 )
+if len({k.name for k in METRIC_KINDS}) != len(METRIC_KINDS):  # a second kind under a name would shadow the first
+    raise ValueError(f"two metric kinds share a name: {sorted(k.name for k in METRIC_KINDS)}")
 # The column a tier is ranked and judged by, in order of preference: IS where the paper uses
 # it (Figures 3, 9 and 11 pick runs by it), then FID, then coverage on the 2-D mixtures.
 PRIMARY_ORDER = ("is", "fid", "kid", "mixture_kl", "mixture_modes")
+
+
+def metric_forms() -> str:
+    """The metric names this project knows, as forms (for messages)."""
+    return ", ".join(k.form for k in METRIC_KINDS)
 
 
 def parse_metric(name: str) -> tuple[MetricKind, dict] | None:
@@ -285,8 +292,7 @@ def metric_kind(column: str) -> Column | None:
 def higher_is_better(name: str) -> bool:
     kind = metric_kind(name)
     if kind is None:
-        raise KeyError(f"{name!r} is not a metric this project knows; forms: "
-                       f"{', '.join(k.form for k in METRIC_KINDS)} (benchmark/contract.py)")
+        raise KeyError(f"{name!r} is not a metric this project knows; forms: {metric_forms()} (benchmark/contract.py)")
     return kind.higher_is_better
 
 

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.checkpoint import load_failure
-from benchmark.contract import METRIC_KINDS, parse_metric
+from benchmark.contract import metric_forms, parse_metric
 from benchmark.data import mixture_modes
 from benchmark.results import write_atomic
 
@@ -67,7 +67,7 @@ class Protocol:
         parsed = parse_metric(name)
         if parsed is None:
             raise EvaluationSetupError(f"unknown metric {name!r}; valid forms: "
-                                       f"{', '.join(k.form for k in METRIC_KINDS)} (e.g. is50k_10splits, "
+                                       f"{metric_forms()} (e.g. is50k_10splits, "
                                        f"fid5k_10k, fid50k_train, fmnist_fid10k_train, prc10k_10k, mixture10k)")
         kind, g = parsed
         real = g.get("real")
@@ -78,7 +78,7 @@ class Protocol:
         return protocol
 
     def compute(self):
-        module, function = next(k for k in METRIC_KINDS if k.name == self.kind).compute.split(":")
+        module, function = parse_metric(self.name)[0].compute.split(":")
         return getattr(importlib.import_module(module), function)
 
 

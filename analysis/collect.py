@@ -20,8 +20,6 @@ with a warning naming the file.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,10 +41,9 @@ from benchmark.contract import (
     read_jsonl,
     run_dirs,
     run_status,
+    write_atomic,
 )
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 # Config keys that identify a run in tables and figures: (column, path in the config).
 KEYS = (("dataset", "dataset.name"), ("model", "model.name"), ("width", "model.width"),
         ("regularizer", "regularizer.name"), ("loss", "loss.name"), ("setting", "setting.name"),
@@ -173,18 +170,9 @@ def sigma_over_training(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def write_atomic_text(path: Path, text: str) -> None:
-    """Write an output file whole or not at all (a temp file beside it, then a rename): a report
-    interrupted halfway never leaves a half-written table behind a complete-looking name."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """An output file whole or not at all: a report interrupted halfway never leaves a half-written
+    table behind a complete-looking name."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def final_spectra(run_dir: str | Path) -> dict[str, list[float]]:

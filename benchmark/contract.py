@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,26 @@ FAILURES = ("failed", "unreadable")          # a sweep with any of these exits n
 UNFINISHED = ("running", "stopped", "started")  # no result.json: running, or its job ended early
 STATUS_RANK = {status: rank for rank, status in enumerate(STATUSES)}
 assert set(ENDED + FINISHED + FAILURES + UNFINISHED) <= set(STATUSES)
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write a file whole or not at all: through `write(tmp_path)` into a temp file beside `path`,
+    then a rename (a run's record, a report's table: never half-written behind a complete name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class ResultsFileError(ValueError):

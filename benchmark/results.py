@@ -5,36 +5,17 @@ All of them carry `schema`, and whole files are written atomically."""
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from benchmark.contract import SCHEMA, jsonl_rows  # noqa: F401  (the writers import SCHEMA from here)
+# the writers import SCHEMA and write_atomic from here
+from benchmark.contract import SCHEMA, jsonl_rows, write_atomic  # noqa: F401
 from regularizers import as_matrix, weight_layers
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Write through `write(tmp_path)` into a temp file beside `path`, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:

@@ -53,7 +53,7 @@ def run_config(run_dir: Path):
                                       f"{hydra_cfg} to read the run's config from") from err
     if hydra_cfg.is_file():
         return OmegaConf.load(hydra_cfg)
-    raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither result.json nor .hydra/config.yaml")
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither {RESULT_FILE} nor {HYDRA_CONFIG}")
 
 
 def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides: list[str]) -> dict:

@@ -36,6 +36,7 @@ from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError, validate  # noqa: E402
 from benchmark.contract import (  # noqa: E402
     FINISHED,
+    HYDRA_CONFIG,
     READABLE_SCHEMAS,
     RESULT_FILE,
     RUN_LOG,
@@ -206,11 +207,12 @@ def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     hydra.output_subdir=null: Hydra would write them before the config is checked and the
     directory locked, rewriting a finished or running run's record)."""
     hydra_cfg = HydraConfig.get()
-    files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+    hydra_dir = (run_dir / HYDRA_CONFIG).parent
+    files = {Path(HYDRA_CONFIG).name: cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
              "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task))}
     for name, node in files.items():
         text = OmegaConf.to_yaml(node)
-        write_atomic(run_dir / ".hydra" / name, lambda tmp, text=text: Path(tmp).write_text(text))
+        write_atomic(hydra_dir / name, lambda tmp, text=text: Path(tmp).write_text(text))
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: Exception, bad_input: bool) -> None:

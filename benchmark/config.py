@@ -15,7 +15,7 @@ from benchmark.contract import SPEED_SWITCHES
 from benchmark.data import DATASETS, training_set_size
 from benchmark.evaluation import EvaluationSetupError, Protocol, protocol_problems
 from benchmark.losses import LOSSES
-from benchmark.models import MODELS
+from benchmark.models import INITS, MODELS
 from benchmark.run_logger import problem as logger_problem
 from benchmark.speed import COMPILE_MODES
 
@@ -117,8 +117,7 @@ def _check_data_and_model(p: list[str], cfg) -> None:
     if "width" in m:
         _check(p, _is_number(m.width) and m.width > 0, "model.width", m.width, "must be a finite number > 0")
     _positive_ints(p, m, "model.", [key for key in ("hidden", "depth") if key in m])  # the MLP's
-    _check(p, m.get("init") in ("normal", "xavier_uniform", "default"), "model.init", m.get("init"),
-           "valid: normal, xavier_uniform, default")
+    _check(p, m.get("init") in INITS, "model.init", m.get("init"), f"valid: {', '.join(INITS)}")
     if m.get("init") == "normal":  # the only init that reads a std (cnn.yaml has it; add +model.init_std=...)
         _check(p, _is_number(m.get("init_std")) and m.get("init_std", 0) > 0, "model.init_std", m.get("init_std"),
                "model.init=normal needs a finite std > 0")

@@ -180,6 +180,9 @@ def mlp_discriminator(dim: int, hidden: int, depth: int, slope: float) -> nn.Mod
 
 
 # ---------------------------------------------------------------- building
+INITS = ("normal", "xavier_uniform", "default")  # model.init; normal reads model.init_std
+
+
 @torch.no_grad()
 def initialize(module: nn.Module, init: str, std: float | None) -> None:
     """`std` is read by init=normal only (the models whose config has no init_std use another init)."""
@@ -190,7 +193,7 @@ def initialize(module: nn.Module, init: str, std: float | None) -> None:
             elif init == "xavier_uniform":
                 nn.init.xavier_uniform_(m.weight, gain=math.sqrt(2) if m.weight.dim() == 4 else 1.0)
             elif init != "default":
-                raise ValueError(f"model.init={init!r} is not one of: normal, xavier_uniform, default")
+                raise ValueError(f"model.init={init!r} is not one of: {', '.join(INITS)}")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.collect import final_spectra, sigma_over_training
 from analysis.compare import Comparison
-from benchmark.contract import metric_kind
+from benchmark.contract import FINISHED, metric_kind
 
 HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not enough runs"
 AGGRESSIVE = ("D", "E", "F")
@@ -116,7 +116,7 @@ def _representatives(comparison: Comparison, context: str, metric: str | None) -
 def sn_sigma_near_one(comparison: Comparison) -> dict:
     """Figure 9: SN layers' largest singular values stay within 1-1.05 during training (setting C)."""
     runs = comparison.runs
-    sn = runs[(runs.regularizer == "sn") & (runs.setting == "C") & runs.status.isin(["completed", "diverged"])]
+    sn = runs[(runs.regularizer == "sn") & (runs.setting == "C") & runs.status.isin(FINISHED)]
     if sn.empty:
         return {"verdict": UNKNOWN, "numbers": "no SN run under setting C"}
     sigma = sigma_over_training(sn.run_dir).sigma.dropna()

@@ -2,8 +2,8 @@
 
     runs, evals = collect(["multirun/local_grid"])
 
-`runs`: one row per run directory (a folder with .hydra/config.yaml or
-result.json): its status (completed | diverged | failed | running | started),
+`runs`: one row per run directory (benchmark.contract.run_dirs): its status
+(benchmark.contract.STATUSES, as sweep-status says it),
 the config keys that tell runs apart, cost, final losses and one column per
 final metric, named by its protocol (`fid5k_10k`, `mixture10k_modes`, ...).
 `config` holds the run's identity (benchmark.contract.identity: every resolved key
@@ -20,9 +20,6 @@ with a warning naming the file.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,10 +28,22 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from benchmark.contract import READABLE_SCHEMAS, config_id, identity
+from benchmark.contract import (
+    HYDRA_CONFIG,
+    METRICS_FILE,
+    RESULT_FILE,
+    SPECTRA_FILE,
+    ResultsFileError,
+    SchemaError,
+    config_id,
+    identity,
+    read_json,
+    read_jsonl,
+    run_dirs,
+    run_status,
+    write_atomic,
+)
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 # Config keys that identify a run in tables and figures: (column, path in the config).
 KEYS = (("dataset", "dataset.name"), ("model", "model.name"), ("width", "model.width"),
         ("regularizer", "regularizer.name"), ("loss", "loss.name"), ("setting", "setting.name"),
@@ -42,12 +51,8 @@ KEYS = (("dataset", "dataset.name"), ("model", "model.name"), ("width", "model.w
         ("n_dis", "setting.n_dis"), ("seed", "seed"), ("batch_size", "batch_size"))
 
 
-class SchemaError(ValueError):
-    pass
-
-
-class UnreadableRunError(ValueError):
-    """One file of one run cannot be read; the message names it."""
+# One name for "this run's file cannot be read" on both sides (benchmark/contract.py).
+UnreadableRunError = ResultsFileError
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -55,13 +60,11 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: expected a sweep directory (e.g. multirun/local_grid) "
-                                    f"or a run directory (with result.json or .hydra/config.yaml)")
-        for marker in ("result.json", ".hydra/config.yaml"):
-            found.update(p.parent if marker == "result.json" else p.parent.parent
-                         for p in path.glob(f"**/{marker}") if ".submitit" not in p.parts)
+                                    f"or a run directory (with {RESULT_FILE} or {HYDRA_CONFIG})")
+        found.update(run_dirs(path))
     if not found:
         raise FileNotFoundError(f"no run directories under {', '.join(map(str, paths))}: expected folders with "
-                                f"result.json or .hydra/config.yaml (a sweep made by `make sweep`)")
+                                f"{RESULT_FILE} or {HYDRA_CONFIG} (a sweep made by `make sweep`)")
     return sorted(found)
 
 
@@ -71,19 +74,6 @@ def _get(cfg: dict, dotted: str):
             return None
         cfg = cfg[part]
     return cfg
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UnreadableRunError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
-    if not isinstance(data, dict):
-        raise UnreadableRunError(f"{path} holds a JSON {type(data).__name__}, not an object")
-    if data.get("schema") not in READABLE_SCHEMAS:
-        raise SchemaError(f"{path} has schema {data.get('schema')!r}; this analysis reads schemas {READABLE_SCHEMAS}. "
-                          f"Results of different schemas are never mixed: analyse that sweep separately")
-    return data
 
 
 def read_bench(path: Path) -> pd.DataFrame:
@@ -98,48 +88,22 @@ def read_bench(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of metrics.jsonl; a torn last line (cut mid-write) is skipped with a warning."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    try:
-        lines = path.read_text(errors="replace").split("\n")
-    except OSError as err:
-        raise UnreadableRunError(f"{path} cannot be read ({err.strerror})") from err
-    rows = []
-    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
-    for n, line in numbered:
-        try:
-            rows.append(json.loads(line))
-        except ValueError as err:
-            if n == numbered[-1][0]:
-                warnings.warn(f"{path}: its last line is torn (cut mid-write) and was skipped", stacklevel=2)
-                break
-            raise UnreadableRunError(f"{path}, line {n}, cannot be read ({err}): damaged inside") from err
-    for row in rows:
-        if row.get("schema") not in READABLE_SCHEMAS:
-            raise SchemaError(f"{path} has rows of schema {row.get('schema')!r}; this analysis reads schemas "
-                              f"{READABLE_SCHEMAS}")
-    return rows
-
-
 def run_record(run_dir: Path) -> dict:
-    result_path = run_dir / "result.json"
-    result = read_json(result_path) if result_path.is_file() else None
+    """One row of `runs`; its status is benchmark.contract.run_status's (sweep-status says the same)."""
+    state = run_status(run_dir)
+    if state["status"] == "unreadable":
+        raise UnreadableRunError(state["error"])
+    result = state["result"]
     if result is not None and "config" in result:
         cfg = result["config"]
     else:  # in progress: the composed config Hydra saved
-        hydra_config = run_dir / ".hydra" / "config.yaml"
+        hydra_config = run_dir / HYDRA_CONFIG
         try:
             cfg = _resolved(yaml.safe_load(hydra_config.read_text()))
         except (OSError, yaml.YAMLError) as err:
             raise UnreadableRunError(f"{hydra_config} cannot be read ({type(err).__name__})") from err
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    if result is not None:
-        status = result["status"]
-    else:
-        status = "running" if rows else "started"
+    rows = read_jsonl(run_dir / METRICS_FILE)
+    status = state["status"]
     record = {"run_dir": str(run_dir), "run": run_dir.name, "status": status,
               "config": identity(cfg), "config_id": config_id(cfg)}
     record.update({column: _get(cfg, path) for column, path in KEYS})
@@ -174,6 +138,8 @@ def _resolved(cfg: dict) -> dict:
 def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     records, run_dirs, set_aside = [], [], {}
     for d in find_runs(paths):
+        if not any((d / name).is_file() for name in (RESULT_FILE, HYDRA_CONFIG)):
+            continue  # it has just taken its lock: nothing to show yet (sweep-status lists it)
         try:
             records.append(run_record(d))
             run_dirs.append(d)
@@ -184,7 +150,7 @@ def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs.attrs["set_aside"] = set_aside
     evals = []
     for d, row in zip(run_dirs, runs.itertuples(index=False), strict=True):
-        for r in read_jsonl(d / "metrics.jsonl"):
+        for r in read_jsonl(d / METRICS_FILE):
             for name, value in (r.get("metrics") or {}).items():
                 evals.append({"run_dir": str(d), "regularizer": row.regularizer, "setting": row.setting,
                               "seed": row.seed, "dataset": row.dataset, "iteration": r["iteration"],
@@ -197,28 +163,19 @@ def sigma_over_training(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     """Largest singular value of each D layer at every logged iteration (the SN paper's Figure 9)."""
     rows = []
     for d in map(Path, run_dirs):
-        for r in read_jsonl(d / "metrics.jsonl"):
+        for r in read_jsonl(d / METRICS_FILE):
             for layer, sigma in (r.get("sigma_max") or {}).items():
                 rows.append({"run_dir": str(d), "iteration": r["iteration"], "layer": layer, "sigma": sigma})
     return pd.DataFrame(rows, columns=["run_dir", "iteration", "layer", "sigma"])
 
 
 def write_atomic_text(path: Path, text: str) -> None:
-    """Write an output file whole or not at all (a temp file beside it, then a rename): a report
-    interrupted halfway never leaves a half-written table behind a complete-looking name."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """An output file whole or not at all: a report interrupted halfway never leaves a half-written
+    table behind a complete-looking name."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def final_spectra(run_dir: str | Path) -> dict[str, list[float]]:
     """All singular values of each D layer's effective weight at the end (spectra.json)."""
-    path = Path(run_dir) / "spectra.json"
+    path = Path(run_dir) / SPECTRA_FILE
     return read_json(path)["singular_values"] if path.is_file() else {}

@@ -30,17 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.contract import metric_kind, primary_metric
+from benchmark.contract import ENDED, FINISHED, STATUS_RANK, metric_kind, primary_metric
 
 FAILED_POLICIES = ("worst", "exclude")
 SELECTIONS = ("final", "best")
-FINISHED = ("completed", "diverged", "failed")
 BOOTSTRAP_RESAMPLES = 2000
 # Config keys copied into every summary row (the paper's numbers are looked up by them).
 DESCRIBING = {"dataset": "dataset.name", "model": "model.name", "width": "model.width", "loss": "loss.name",
               "regularizer": "regularizer.name", "setting_name": "setting.name", "n_dis": "setting.n_dis",
               "iterations": "budget.iterations", "batch_size": "batch_size"}
-STATUS_RANK = {"completed": 0, "diverged": 1, "failed": 2, "running": 3, "started": 4}
 
 
 def _is_method_key(key: str) -> bool:
@@ -166,7 +164,7 @@ class Comparison:
     def seed_values(self, metric: str) -> pd.DataFrame:
         """One row per finished seed: `value` after the failure policy, `outcome` (completed |
         diverged | failed | no value), and the IS split std where the metric has one."""
-        runs = self.runs[self.runs.status.isin(FINISHED)].copy()
+        runs = self.runs[self.runs.status.isin(ENDED)].copy()
         if metric in runs:
             raw = pd.to_numeric(runs[metric], errors="coerce")
         else:
@@ -223,7 +221,7 @@ class Comparison:
                 "seeds": len(group), "completed": int((scored.outcome == "completed").sum()),
                 "diverged": int((group.status == "diverged").sum()), "failed": int((group.status == "failed").sum()),
                 "no_value": int((scored.outcome == "no value").sum()),
-                "unfinished": int((~group.status.isin(FINISHED)).sum()),
+                "unfinished": int((~group.status.isin(ENDED)).sum()),
                 "n": len(kept), "mean": kept.mean() if len(kept) else math.nan, "ci_low": low, "ci_high": high,
                 "split_std": float(scored.split_std.iloc[0]) if len(kept) == 1 and scored.split_std.notna().any()
                 else math.nan,
@@ -260,7 +258,7 @@ class Comparison:
         """The method's run to draw: at `setting` (else its best setting by `metric`), the seed
         with the best `metric` (lowest seed without one)."""
         runs = self.runs[(self.runs.context == context) & (self.runs.method == method)
-                         & self.runs.status.isin(("completed", "diverged"))]
+                         & self.runs.status.isin(FINISHED)]
         if runs.empty:
             return None
         if setting is None and metric is not None:

@@ -16,9 +16,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.collect import read_json, read_jsonl, write_atomic_text
+from analysis.collect import write_atomic_text
 from analysis.compare import Comparison
 from analysis.figures import save
+from benchmark.contract import METRICS_FILE, RESULT_FILE, read_json, read_jsonl
 
 COLUMNS = ("grad_max", "grad_mean", "ascent_max", "layer_product", "layer_product_is_bound")
 LABELS = ("dataset", "model", "width", "regularizer", "method", "setting_label", "context", "seed")
@@ -29,7 +30,7 @@ def lipschitz_over_training(comparison: Comparison) -> pd.DataFrame:
     the scalar diagnostics (`empirical`: the ascent's max where measured, else grad_max)."""
     rows = []
     for run in comparison.runs.to_dict("records"):
-        for r in read_jsonl(Path(run["run_dir"]) / "metrics.jsonl"):
+        for r in read_jsonl(Path(run["run_dir"]) / METRICS_FILE):
             if "lipschitz" in r:
                 rows.append({"run_dir": run["run_dir"], **{k: run.get(k) for k in LABELS},
                              "iteration": r["iteration"], **{k: r["lipschitz"].get(k) for k in COLUMNS}})
@@ -91,7 +92,7 @@ def sn_layer_table(comparison: Comparison) -> str:
     for (dataset, model, width), group in chosen.groupby(["dataset", "model", "width"], dropna=False, sort=True):
         columns, cells, products, iterations = [], {}, [], set()
         for run in group.to_dict("records"):
-            result = read_json(Path(run["run_dir"]) / "result.json")
+            result = read_json(Path(run["run_dir"]) / RESULT_FILE)
             lipschitz = result.get("lipschitz") or {}
             if lipschitz.get("iteration") != result["iteration"]:
                 continue  # no diagnostics of the final weights

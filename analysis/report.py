@@ -25,9 +25,7 @@ from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E4
 from analysis.lipschitz import lipschitz_section  # noqa: E402
 from analysis.ranking import SETTLED, ranking_figure, ranking_markdown, ranking_over_training  # noqa: E402
 from analysis.sweep_status import newest_sweep  # noqa: E402
-from benchmark.contract import metric_kind, parse_metric  # noqa: E402
-
-STATUSES = ("completed", "diverged", "failed", "running", "started")
+from benchmark.contract import STATUSES, metric_kind, parse_metric  # noqa: E402
 
 
 def protocol_note(metrics: list[str]) -> str | None:

@@ -2,8 +2,8 @@
 
     python -m analysis.sweep_status [SWEEP_DIR]     (default: the newest folder under multirun/)
 
-A run directory is any folder holding .hydra/config.yaml, result.json or a lock. Its
-status is result.json's (completed | diverged | failed); `unreadable` when that
+Run directories and their statuses are benchmark/contract.py's (`run_dirs`,
+`run_status`, `STATUSES`), which analysis.collect uses too. A run's status is result.json's (completed | diverged | failed); `unreadable` when that
 file cannot be read (named; relaunching the sweep runs it again); else `running`
 (a live process holds its lock: benchmark/run_lock.py) or `stopped` (it logged
 progress, nobody holds it: killed or preempted; relaunching resumes it) or
@@ -21,58 +21,31 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from analysis.collect import SchemaError, UnreadableRunError, read_json, read_jsonl
-from benchmark.run_lock import LOCK_NAME, describe, holder
-
-STATUS_ORDER = ("completed", "diverged", "failed", "unreadable", "skipped-busy", "running", "stopped", "started")
-FAILURES = ("failed", "unreadable")  # a sweep with any of these exits non-zero
-# no result.json: still running (its lock is held), or its job ended early (cancelled, killed)
-UNFINISHED = ("running", "stopped", "started")
-
-
-def run_dirs(sweep_dir: Path) -> list[Path]:
-    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/config.yaml")}
-    found |= {p.parent for pattern in ("**/result.json", f"**/{LOCK_NAME}") for p in sweep_dir.glob(pattern)}
-    return sorted(d for d in found if ".submitit" not in d.parts)
-
-
-def last_iteration(run_dir: Path) -> int | None:
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    return rows[-1].get("iteration") if rows else None
-
-
-def run_status(run_dir: Path, sweep_ended: bool = False) -> dict:
-    """Where one run stands. `sweep_ended`: the sweep that ran it is over, so a holder of its lock
-    is another process (the run was skipped as busy)."""
-    result_path = run_dir / "result.json"
-    held = holder(run_dir)
-    try:
-        if result_path.is_file() and held is None:
-            result = read_json(result_path)  # refuses another schema: sweeps of two schemas never mix
-            return {"run": run_dir, "status": result["status"], "iteration": result.get("iteration"),
-                    "planned": result.get("iterations_planned"), "error": result.get("error")}
-        iteration = last_iteration(run_dir)
-    except UnreadableRunError as err:
-        return {"run": run_dir, "status": "unreadable", "iteration": None, "planned": None,
-                "error": f"{err}; relaunching the sweep runs it again"}
-    if held is not None:
-        return {"run": run_dir, "status": "skipped-busy" if sweep_ended else "running", "iteration": iteration,
-                "planned": None, "error": f"held by {describe(held)}"}
-    return {"run": run_dir, "status": "stopped" if iteration else "started", "iteration": iteration,
-            "planned": None, "error": None}
+from benchmark.contract import (
+    FAILURES,
+    HYDRA_CONFIG,
+    RESULT_FILE,
+    RUN_LOG,
+    STATUSES,
+    UNFINISHED,
+    SchemaError,
+    run_dirs,
+    run_status,
+)
 
 
 def logs_of(run_dir: Path) -> list[Path]:
-    """Where to read about a failed or unfinished run: its result.json (error, traceback) and Hydra's
-    run.log (submitit's per-job stdout/stderr are named in the summary)."""
-    return [p for p in (run_dir / "result.json", run_dir / "run.log") if p.is_file()]
+    """Where to read about a failed or unfinished run: its result.json (error, traceback) and its
+    run.log (its log lines, stdout, stderr, warnings and traceback: benchmark/run.py output_logged;
+    submitit's per-job stdout/stderr are named in the summary)."""
+    return [p for p in (run_dir / RESULT_FILE, run_dir / RUN_LOG) if p.is_file()]
 
 
 def summary(sweep_dir: Path, sweep_ended: bool = False) -> str:
     statuses = [run_status(d, sweep_ended) for d in run_dirs(sweep_dir)]
     counts = Counter(s["status"] for s in statuses)
     lines = [f"sweep {sweep_dir}: {len(statuses)} runs: " +
-             ", ".join(f"{counts[k]} {k}" for k in STATUS_ORDER if counts[k])]
+             ", ".join(f"{counts[k]} {k}" for k in STATUSES if counts[k])]
     for s in statuses:
         if s["status"] in (*FAILURES, "skipped-busy"):
             lines.append(f"  {s['status']}: {s['run'].relative_to(sweep_dir)}: {s['error']}")
@@ -137,7 +110,7 @@ def main(argv=None) -> None:
             raise FileNotFoundError(f"{sweep_dir} is not a directory (expected a sweep directory such as "
                                     f"multirun/local_grid)")
         if not run_dirs(sweep_dir):
-            raise FileNotFoundError(f"{sweep_dir} holds no run directories (folders with .hydra/config.yaml)")
+            raise FileNotFoundError(f"{sweep_dir} holds no run directories (folders with {HYDRA_CONFIG} or {RESULT_FILE})")
         print(table(sweep_dir))
         print(summary(sweep_dir))
     except (OSError, SchemaError) as err:

@@ -31,6 +31,8 @@ from torch.utils.flop_counter import flop_registry
 
 import regularizers
 from benchmark.config import compose_config, resolve_device
+from benchmark.data import DATASETS
+from benchmark.models import MODELS
 from benchmark.results import SCHEMA, environment, write_json
 
 # Timed by default beside the single methods: the SN paper's Table 7 pair and compare_gan's SN + GP.
@@ -43,10 +45,10 @@ def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str
     base = [*method, f"model={args.model}", f"setting={args.setting}",
             f"setting.n_dis={args.n_dis}", f"batch_size={args.batch}", f"device={args.device}",
             "progress=false", "budget=smoke", "eval=none"]
-    if args.model != "mlp":
+    if MODELS[args.model].data == "images":
         base.append(f"model.width={args.width}")
-    else:  # the config check pairs the MLP with point data
-        base.append("dataset=ring8")
+    else:  # the config check pairs a points model with point data: the first such dataset
+        base.append(f"dataset={next(d.name for d in DATASETS.values() if d.data == 'points')}")
     return compose_config(base + overrides)
 
 
@@ -111,7 +113,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="NAME=OVERRIDES",
                    help="config overrides to time every regularizer under, comma-separated; repeatable "
                         "(default: one variant, `default`, with none)")
-    p.add_argument("--model", default="cnn", choices=["cnn", "resnet", "mlp"])
+    p.add_argument("--model", default="cnn", choices=MODELS.names())
     p.add_argument("--width", type=float, default=None, help="channel multiplier (default: 1.0 on GPU, 0.5 on CPU)")
     p.add_argument("--size", type=int, default=32, help="image size (32: CIFAR-10, 48: STL-10)")
     p.add_argument("--channels", type=int, default=3)
@@ -148,12 +150,12 @@ def run(args: argparse.Namespace) -> dict:
     variants = dict(args.variant) or {"default": []}
     names = ["none"] + [r for r in args.regularizers.split(",") if r != "none"]
     pairs = [(v, name) for v in variants for name in names]
-    shape = (args.channels, args.size, args.size) if args.model != "mlp" else (2,)
     generator = torch.Generator().manual_seed(0)
-    if args.model == "mlp":
+    if MODELS[args.model].data == "points":
         data = torch.randn(4096, 2, generator=generator)
     else:
-        data = torch.randint(0, 256, (max(1024, args.batch), *shape), dtype=torch.uint8, generator=generator)
+        data = torch.randint(0, 256, (max(1024, args.batch), args.channels, args.size, args.size), dtype=torch.uint8,
+                             generator=generator)
 
     trainers, peak, flops = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,10 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import regularizers
 from benchmark.contract import SPEED_SWITCHES
-from benchmark.data import POINT_DATASETS, STL10_SPLITS, VALID_DATASETS, training_set_size
-from benchmark.evaluation import EvaluationSetupError, Protocol
-from benchmark.losses import VALID_LOSSES
-from benchmark.models import RESNET_LAYOUTS, VALID_MODELS
+from benchmark.data import DATASETS, training_set_size
+from benchmark.evaluation import EvaluationSetupError, Protocol, protocol_problems
+from benchmark.losses import LOSSES
+from benchmark.models import INITS, MODELS
 from benchmark.run_logger import problem as logger_problem
 from benchmark.speed import COMPILE_MODES
 
@@ -104,40 +104,29 @@ def _check_regularizer(p: list[str], cfg) -> None:
 
 def _check_data_and_model(p: list[str], cfg) -> None:
     d, m = cfg.dataset, cfg.model
-    _check(p, d.name in VALID_DATASETS, "dataset.name", d.name, f"valid: {', '.join(VALID_DATASETS)}")
-    _check(p, m.name in VALID_MODELS, "model.name", m.name, f"valid: {', '.join(VALID_MODELS)}")
-    _check(p, cfg.loss.name in VALID_LOSSES, "loss.name", cfg.loss.name, f"valid: {', '.join(VALID_LOSSES)}")
-    if d.name not in VALID_DATASETS or m.name not in VALID_MODELS:
+    for key, value, registry in (("dataset.name", d.name, DATASETS), ("model.name", m.name, MODELS),
+                                 ("loss.name", cfg.loss.name, LOSSES)):
+        _check(p, value in registry, key, value, f"valid: {registry.valid()}")
+    if d.name not in DATASETS or m.name not in MODELS:
         return
-    points = d.name in POINT_DATASETS
-    if points != (m.name == "mlp"):
-        p.append(f"model={m.name}: dataset={d.name} is {'2-D points: use model=mlp' if points else 'images: use model=cnn or resnet'}")
+    dataset, model = DATASETS[d.name], MODELS[m.name]
+    if dataset.data != model.data:
+        fitting = " or ".join(x.name for x in MODELS.values() if x.data == dataset.data)
+        p.append(f"model={m.name}: dataset={d.name} is {'2-D points' if dataset.data == 'points' else 'images'}: "
+                 f"use model={fitting}")
     if "width" in m:
         _check(p, _is_number(m.width) and m.width > 0, "model.width", m.width, "must be a finite number > 0")
-    if m.name == "mlp":
-        _positive_ints(p, m, "model.", ("hidden", "depth"))
-    _check(p, m.get("init") in ("normal", "xavier_uniform", "default"), "model.init", m.get("init"),
-           "valid: normal, xavier_uniform, default")
+    _positive_ints(p, m, "model.", [key for key in ("hidden", "depth") if key in m])  # the MLP's
+    _check(p, m.get("init") in INITS, "model.init", m.get("init"), f"valid: {', '.join(INITS)}")
     if m.get("init") == "normal":  # the only init that reads a std (cnn.yaml has it; add +model.init_std=...)
         _check(p, _is_number(m.get("init_std")) and m.get("init_std", 0) > 0, "model.init_std", m.get("init_std"),
                "model.init=normal needs a finite std > 0")
     if "leaky_slope" in m:
         _check(p, _is_number(m.leaky_slope), "model.leaky_slope", m.leaky_slope, "must be a finite number")
-    if points:
-        _positive_ints(p, d, "dataset.", ("num_samples",))
-        _check(p, _is_number(d.std) and d.std > 0, "dataset.std", d.std, "must be a finite number > 0")
-    else:
-        size = d.size
-        if d.name == "fashion_mnist":
-            _check(p, _is_int(size) and size >= 28 and (size - 28) % 2 == 0, "dataset.size", size,
-                   "must be an integer >= 28 with an even difference to 28 (the 28px images are zero-padded)")
-        elif d.name == "stl10":
-            _check(p, d.split in STL10_SPLITS, "dataset.split", d.split, f"valid: {', '.join(STL10_SPLITS)}")
-            _check(p, _is_int(size) and 1 <= size <= 96, "dataset.size", size, "must be an integer in [1, 96]")
-        if _is_int(size) and m.name == "cnn" and size % 8:
-            p.append(f"dataset.size={size!r}: model=cnn needs an image size divisible by 8 (Mg = M/8)")
-        if _is_int(size) and m.name == "resnet" and size not in RESNET_LAYOUTS:
-            p.append(f"dataset.size={size!r}: model=resnet has layouts for sizes {sorted(RESNET_LAYOUTS)} only")
+    p.extend(dataset.problems(d))
+    if dataset.data == "images":
+        if _is_int(d.size) and model.data == "images" and (why := model.size_problem(d.size)) is not None:
+            p.append(f"dataset.size={d.size!r}: {why}")
         root = Path(str(cfg.data_root)).expanduser()
         if root.exists() and not root.is_dir():
             p.append(f"data_root={str(cfg.data_root)!r}: is a file, not a folder")
@@ -146,7 +135,7 @@ def _check_data_and_model(p: list[str], cfg) -> None:
 
 
 def _check_eval(p: list[str], cfg) -> None:
-    e = cfg.eval
+    e, before = cfg.eval, len(p)
     _positive_ints(p, e, "eval.", ("every", "batch_size", "kid_subsets", "kid_subset_size"))
     _check(p, _is_number(e.mixture_covered_fraction) and 0 <= e.mixture_covered_fraction <= 1,
            "eval.mixture_covered_fraction", e.mixture_covered_fraction, "must be in [0, 1]")
@@ -156,20 +145,21 @@ def _check_eval(p: list[str], cfg) -> None:
     for key in ("inception_weights", "classifier"):
         if e[key] is not None and not Path(str(e[key])).expanduser().is_file():
             p.append(f"eval.{key}={str(e[key])!r}: no such file")
-    if cfg.dataset.name not in VALID_DATASETS:
+    if cfg.dataset.name not in DATASETS:
         return
-    points = cfg.dataset.name in POINT_DATASETS
+    protocols = []
     for name in e.metrics:
         try:
-            protocol = Protocol.parse(str(name))
+            protocols.append(Protocol.parse(str(name)))
         except EvaluationSetupError as err:
             p.append(f"eval.metrics: {err}")
-            continue
-        if (protocol.space == "points") != points:
-            p.append(f"eval.metrics: {name} is for {'2-D points' if protocol.space == 'points' else 'images'}, "
-                     f"dataset={cfg.dataset.name} has {'points' if points else 'images'}")
-        elif protocol.space == "fmnist" and cfg.dataset.name != "fashion_mnist":
-            p.append(f"eval.metrics: {name}: the fmnist_ metrics are for dataset=fashion_mnist")
+    try:
+        n_train = training_set_size(cfg.dataset)
+    except (KeyError, TypeError, AttributeError):  # a bad dataset key, named by the dataset's own check
+        return
+    if len(p) == before and _is_int(n_train):  # eval's own keys are valid: the counts can be compared
+        p.extend(f"eval.metrics: {problem}" for problem in protocol_problems(
+            protocols, e, cfg.dataset.name, DATASETS[cfg.dataset.name].data == "points", n_train))
 
 
 def _check_diagnostics(p: list[str], cfg) -> None:

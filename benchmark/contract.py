@@ -1,5 +1,9 @@
 """What training writes and analysis reads, said once (torch-free: analysis imports it too).
 
+- The run directory: its file names, how run directories are found (`run_dirs`), how its
+  files are read (`read_json`, `read_jsonl`: a torn last line of the appended metrics.jsonl
+  is skipped) and the status a run has (`STATUSES`, `run_status`). Training writes these
+  files, `analysis` reads them; both take the names from here.
 - `identity(config)`: a run's configuration is its resolved config, not how it was typed;
   two records with the same identity and seed are one run, whatever their directory names.
 - `METRIC_KINDS`: the metric registry (stylegan2-ada's metric_main is the model). Each kind
@@ -13,13 +17,163 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.run_lock import LOCK_NAME, describe, holder
 
 # The run files' schema (result.json, spectra.json, metrics.jsonl rows, checkpoints). 2: every
 # metrics.jsonl row says its kind ("train" | "eval"); schema 1 files (no kind) are read alike.
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
+
+# ---------------------------------------------------------------- the run directory
+RESULT_FILE = "result.json"        # the final record (written once the run ends, whatever the end)
+METRICS_FILE = "metrics.jsonl"     # one row per logging interval or evaluation, appended
+SPECTRA_FILE = "spectra.json"      # singular values of D's effective weights at the end
+CHECKPOINT_FILE = "checkpoint.pt"  # what a resumed run starts from
+RUN_LOG = "run.log"                # the run's own log: its logging lines, stdout and stderr
+HYDRA_CONFIG = ".hydra/config.yaml"  # the composed config, written before training starts
+# A run directory is a folder holding any of these (a run that took its lock has nothing else yet).
+RUN_MARKERS = (RESULT_FILE, HYDRA_CONFIG, LOCK_NAME)
+
+# Every status a run can have, most finished first (summaries list and rank them in this order).
+STATUSES = {
+    "completed": "result.json: trained its whole budget",
+    "diverged": "result.json: stopped at a non-finite loss (a result: it counts as the method's failure)",
+    "failed": "result.json: crashed or refused (its error and traceback say why)",
+    "unreadable": "result.json cannot be read; relaunching the sweep runs it again",
+    "skipped-busy": "another process held its lock when the sweep ended: this sweep did not touch it",
+    "running": "no result.json; a live process holds its lock",
+    "stopped": "no result.json; it logged progress and nobody holds it (killed, preempted): relaunching resumes it",
+    "started": "no result.json and no progress logged yet",
+}
+ENDED = ("completed", "diverged", "failed")  # the statuses result.json records
+FINISHED = ("completed", "diverged")         # a result: a run with the same budget is not run again
+FAILURES = ("failed", "unreadable")          # a sweep with any of these exits non-zero
+UNFINISHED = ("running", "stopped", "started")  # no result.json: running, or its job ended early
+STATUS_RANK = {status: rank for rank, status in enumerate(STATUSES)}
+assert set(ENDED + FINISHED + FAILURES + UNFINISHED) <= set(STATUSES)
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write a file whole or not at all: through `write(tmp_path)` into a temp file beside `path`,
+    then a rename (a run's record, a report's table: never half-written behind a complete name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be read (damaged inside, not just torn at the end); names the file."""
+
+
+class SchemaError(ValueError):
+    """A results file of a schema this code does not read: sweeps of two schemas are never mixed."""
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file of the run directory (result.json, spectra.json), of a readable schema."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ResultsFileError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+    if not isinstance(data, dict):
+        raise ResultsFileError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    if data.get("schema") not in READABLE_SCHEMAS:
+        raise SchemaError(f"{path} has schema {data.get('schema')!r}; this code reads schemas {READABLE_SCHEMAS}. "
+                          f"Results of different schemas are never mixed: analyse that sweep separately")
+    return data
+
+
+def jsonl_rows(path: Path) -> tuple[list[dict], bool]:
+    """The rows of a JSONL file and whether its last line was torn (cut mid-write: metrics.jsonl is
+    appended, not replaced, so a killed run or a full disk can leave half a line). A line that
+    cannot be read anywhere else means the file is damaged inside: ResultsFileError."""
+    path = Path(path)
+    if not path.is_file():
+        return [], False
+    try:
+        lines = path.read_text(errors="replace").split("\n")
+    except OSError as err:
+        raise ResultsFileError(f"{path} cannot be read ({err.strerror})") from err
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    rows = []
+    for n, line in numbered:
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            if n == numbered[-1][0]:
+                return rows, True
+            raise ResultsFileError(f"{path}, line {n}, cannot be read ({err}); it is damaged inside, "
+                                   f"not just cut at its end: move it away") from err
+    return rows, False
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every row of a JSONL file (metrics.jsonl), each of a readable schema; a torn last line is
+    skipped with a warning naming the file."""
+    rows, torn = jsonl_rows(path)
+    if torn:
+        warnings.warn(f"{path}: its last line is torn (cut mid-write) and was skipped", stacklevel=2)
+    for row in rows:
+        if row.get("schema") not in READABLE_SCHEMAS:
+            raise SchemaError(f"{path} has rows of schema {row.get('schema')!r}; this code reads schemas "
+                              f"{READABLE_SCHEMAS}")
+    return rows
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every run directory at or below `root` (submitit's job folders are none)."""
+    root = Path(root)
+    found = {p.parent for marker in (RESULT_FILE, LOCK_NAME) for p in root.glob(f"**/{marker}")}
+    found |= {p.parent.parent for p in root.glob(f"**/{HYDRA_CONFIG}")}
+    return sorted(d for d in found if ".submitit" not in d.relative_to(root).parts)
+
+
+def last_iteration(run_dir: Path) -> int | None:
+    rows = read_jsonl(Path(run_dir) / METRICS_FILE)
+    return rows[-1].get("iteration") if rows else None
+
+
+def run_status(run_dir: Path, sweep_ended: bool = False) -> dict:
+    """Where one run stands, from its files and its lock (never touching a running job): `status`
+    (one of STATUSES), `iteration`, `planned`, `error` and, where it ended, its `result`.
+    `sweep_ended`: the sweep that ran it is over, so a holder of its lock is another process
+    (the run was skipped as busy). Raises SchemaError for a record of another schema."""
+    run_dir = Path(run_dir)
+    result_path = run_dir / RESULT_FILE
+    held = holder(run_dir)
+    try:
+        if result_path.is_file() and held is None:
+            result = read_json(result_path)
+            return {"run": run_dir, "status": result["status"], "iteration": result.get("iteration"),
+                    "planned": result.get("iterations_planned"), "error": result.get("error"), "result": result}
+        iteration = last_iteration(run_dir)
+    except ResultsFileError as err:
+        return {"run": run_dir, "status": "unreadable", "iteration": None, "planned": None,
+                "error": f"{err}; relaunching the sweep runs it again", "result": None}
+    if held is not None:
+        return {"run": run_dir, "status": "skipped-busy" if sweep_ended else "running", "iteration": iteration,
+                "planned": None, "error": f"held by {describe(held)}", "result": None}
+    return {"run": run_dir, "status": "stopped" if iteration else "started", "iteration": iteration,
+            "planned": None, "error": None, "result": None}
 
 # The speed switches (conf `speed:`, benchmark/speed.py), each with whether it changes results.
 # Those that do not are left out of a run's name, its identity and the resume check; TF32 keeps
@@ -124,9 +278,16 @@ METRIC_KINDS = (
                        "KL(good samples per mode || uniform over modes), nats; none when no sample is good")),
                "benchmark.evaluation:compute_mixture", space="points"),
 )
+if len({k.name for k in METRIC_KINDS}) != len(METRIC_KINDS):  # a second kind under a name would shadow the first
+    raise ValueError(f"two metric kinds share a name: {sorted(k.name for k in METRIC_KINDS)}")
 # The column a tier is ranked and judged by, in order of preference: IS where the paper uses
 # it (Figures 3, 9 and 11 pick runs by it), then FID, then coverage on the 2-D mixtures.
 PRIMARY_ORDER = ("is", "fid", "kid", "mixture_kl", "mixture_modes")
+
+
+def metric_forms() -> str:
+    """The metric names this project knows, as forms (for messages)."""
+    return ", ".join(k.form for k in METRIC_KINDS)
 
 
 def parse_metric(name: str) -> tuple[MetricKind, dict] | None:
@@ -153,8 +314,7 @@ def metric_kind(column: str) -> Column | None:
 def higher_is_better(name: str) -> bool:
     kind = metric_kind(name)
     if kind is None:
-        raise KeyError(f"{name!r} is not a metric this project knows; forms: "
-                       f"{', '.join(k.form for k in METRIC_KINDS)} (benchmark/contract.py)")
+        raise KeyError(f"{name!r} is not a metric this project knows; forms: {metric_forms()} (benchmark/contract.py)")
     return kind.higher_is_better
 
 

@@ -12,15 +12,16 @@ import gzip
 import math
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from benchmark.registry import Registry
 from benchmark.results import write_atomic
 
-VALID_DATASETS = ("cifar10", "stl10", "fashion_mnist", "ring8", "grid25")
-POINT_DATASETS = ("ring8", "grid25")  # 2-D points (the MLP); the others are images
 STL10_SPLITS = {"train": 5000, "unlabeled": 100000, "train+unlabeled": 105000, "test": 8000}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -38,10 +39,7 @@ class DatasetNotFoundError(DatasetError):
 def training_set_size(cfg) -> int:
     """The number of training samples of the dataset config `cfg`, known without reading it
     (the config check compares batch sizes and metric counts with it)."""
-    sizes = {"cifar10": 50000, "fashion_mnist": 60000}
-    if cfg.name == "stl10":
-        return STL10_SPLITS[cfg.split]
-    return cfg.num_samples if cfg.name in POINT_DATASETS else sizes[cfg.name]
+    return DATASETS[cfg.name].train_size(cfg)
 
 
 def check_idx(path: Path) -> None:
@@ -135,14 +133,12 @@ def load_fashion_mnist(root: Path, download: bool, size: int, train: bool = True
 
 
 def mixture_modes(name: str) -> torch.Tensor:
-    """Mode centres of the 2-D benchmarks (unrolled-GAN ring, VEEGAN grid)."""
-    if name == "ring8":
-        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
-        return (2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
-    if name == "grid25":
-        axis = torch.arange(-4.0, 4.1, 2.0)
-        return torch.cartesian_prod(axis, axis)
-    raise ValueError(f"unknown mixture {name!r}; valid: ring8, grid25")
+    """Mode centres of a 2-D mixture (its entry's `modes`)."""
+    dataset = DATASETS[name]
+    if dataset.modes is None:
+        raise ValueError(f"dataset={name} is not a mixture; mixtures: "
+                         f"{', '.join(d.name for d in DATASETS.values() if d.modes is not None)}")
+    return dataset.modes()
 
 
 def sample_mixture(name: str, n: int, std: float, seed: int) -> torch.Tensor:
@@ -155,17 +151,80 @@ def sample_mixture(name: str, n: int, std: float, seed: int) -> torch.Tensor:
 def load_dataset(cfg, data_root: str | os.PathLike, train: bool = True) -> torch.Tensor:
     """The training set of `cfg` (the dataset config group) as one tensor; with train=False the
     held-out set (the test split; fresh points for mixtures), the reference for "real data" scores."""
-    root = Path(data_root).expanduser().resolve()
-    name = cfg.name
-    if name == "cifar10":
-        return load_cifar10(root, cfg.download, train)
-    if name == "stl10":
-        return load_stl10(root, cfg.download, cfg.split if train else "test", cfg.size)
-    if name == "fashion_mnist":
-        return load_fashion_mnist(root, cfg.download, cfg.size, train)
-    if name in ("ring8", "grid25"):
-        return sample_mixture(name, cfg.num_samples, cfg.std, cfg.seed if train else cfg.seed + 1)
-    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(VALID_DATASETS)}")
+    return DATASETS[cfg.name].load(cfg, Path(data_root).expanduser().resolve(), train)
+
+
+# ---------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset: what its samples are, how it is loaded, what is known of it before reading it.
+    conf/dataset/<name>.yaml configures it (a points dataset's conf also picks model=mlp and the
+    mixture metrics)."""
+    name: str
+    data: str   # "images": uint8 (N, C, H, W) | "points": float (N, 2)
+    load: Callable[..., torch.Tensor]   # (cfg, root: Path, train: bool) -> the tensor
+    train_size: Callable[..., int]      # (cfg) -> training samples, without reading them
+    problems: Callable[..., list[str]] = lambda cfg: []  # (cfg) -> its own keys' problems, for the config check
+    modes: Callable[[], torch.Tensor] | None = None       # a Gaussian mixture's mode centres
+    generated: bool = False             # drawn from a seed: nothing to fetch or store
+
+
+def _fashion_mnist_problems(cfg) -> list[str]:
+    size = cfg.size
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 28 and (size - 28) % 2 == 0:
+        return []
+    return [f"dataset.size={size!r}: must be an integer >= 28 with an even difference to 28 (the 28px images are "
+            f"zero-padded)"]
+
+
+def _stl10_problems(cfg) -> list[str]:
+    p = []
+    if cfg.split not in STL10_SPLITS:
+        p.append(f"dataset.split={cfg.split!r}: valid: {', '.join(STL10_SPLITS)}")
+    if not (isinstance(cfg.size, int) and not isinstance(cfg.size, bool) and 1 <= cfg.size <= 96):
+        p.append(f"dataset.size={cfg.size!r}: must be an integer in [1, 96]")
+    return p
+
+
+def _mixture_problems(cfg) -> list[str]:
+    p = []
+    if not (isinstance(cfg.num_samples, int) and not isinstance(cfg.num_samples, bool) and cfg.num_samples >= 1):
+        p.append(f"dataset.num_samples={cfg.num_samples!r}: must be an integer >= 1")
+    if not (isinstance(cfg.std, (int, float)) and not isinstance(cfg.std, bool) and math.isfinite(cfg.std)
+            and cfg.std > 0):
+        p.append(f"dataset.std={cfg.std!r}: must be a finite number > 0")
+    return p
+
+
+def mixture(name: str, modes: Callable[[], torch.Tensor]) -> Dataset:
+    """A 2-D Gaussian mixture: `num_samples` points drawn once from the data's `seed` (held-out:
+    fresh points from seed + 1)."""
+    return Dataset(name, "points", lambda cfg, root, train: sample_mixture(name, cfg.num_samples, cfg.std,
+                                                                          cfg.seed if train else cfg.seed + 1),
+                   lambda cfg: cfg.num_samples, _mixture_problems, modes, generated=True)
+
+
+def _ring8() -> torch.Tensor:  # the unrolled-GAN ring: 8 modes on a circle of radius 2
+    angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    return (2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+
+
+def _grid25() -> torch.Tensor:  # the VEEGAN grid: 5 x 5 modes over [-4, 4]^2
+    axis = torch.arange(-4.0, 4.1, 2.0)
+    return torch.cartesian_prod(axis, axis)
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+DATASETS.add(Dataset("cifar10", "images", lambda cfg, root, train: load_cifar10(root, cfg.download, train),
+                     lambda cfg: 50000))
+DATASETS.add(Dataset("stl10", "images",
+                     lambda cfg, root, train: load_stl10(root, cfg.download, cfg.split if train else "test", cfg.size),
+                     lambda cfg: STL10_SPLITS[cfg.split], _stl10_problems))
+DATASETS.add(Dataset("fashion_mnist", "images",
+                     lambda cfg, root, train: load_fashion_mnist(root, cfg.download, cfg.size, train),
+                     lambda cfg: 60000, _fashion_mnist_problems))
+DATASETS.add(mixture("ring8", _ring8))
+DATASETS.add(mixture("grid25", _grid25))
 
 
 class BatchStream:

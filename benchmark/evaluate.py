@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from benchmark.checkpoint import CheckpointError, load_failure
 from benchmark.config import ConfigError, compose_config, resolve_device
+from benchmark.contract import CHECKPOINT_FILE, HYDRA_CONFIG, RESULT_FILE
 from benchmark.data import DatasetError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 from benchmark.models import build_models
@@ -42,7 +43,7 @@ def with_overrides(cfg, metrics: str | None, overrides: list[str]):
 
 def run_config(run_dir: Path):
     """The resolved config a run was trained with (result.json, else .hydra/config.yaml)."""
-    result, hydra_cfg = run_dir / "result.json", run_dir / ".hydra" / "config.yaml"
+    result, hydra_cfg = run_dir / RESULT_FILE, run_dir / HYDRA_CONFIG
     if result.is_file():
         try:
             return OmegaConf.create(json.loads(result.read_text())["config"])
@@ -52,13 +53,13 @@ def run_config(run_dir: Path):
                                       f"{hydra_cfg} to read the run's config from") from err
     if hydra_cfg.is_file():
         return OmegaConf.load(hydra_cfg)
-    raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither result.json nor .hydra/config.yaml")
+    raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither {RESULT_FILE} nor {HYDRA_CONFIG}")
 
 
 def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides: list[str]) -> dict:
     cfg = with_overrides(run_config(run_dir), metrics, overrides)
     device = resolve_device(device_spec)
-    path = run_dir / "checkpoint.pt"
+    path = run_dir / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: nothing to evaluate")
     try:
@@ -74,7 +75,7 @@ def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides
                               f"({type(err).__name__}: {str(err).splitlines()[0]})") from err
     evaluator = Evaluator(cfg.eval, cfg.dataset, train.to(device), device, cfg.data_root, progress=True)
     values = evaluator.evaluate(G.to(device), cfg.z_dim)
-    result_path, result = run_dir / "result.json", None
+    result_path, result = run_dir / RESULT_FILE, None
     if result_path.is_file():
         try:
             result = json.loads(result_path.read_text())

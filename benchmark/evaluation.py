@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.checkpoint import load_failure
-from benchmark.contract import METRIC_KINDS, parse_metric
+from benchmark.contract import metric_forms, parse_metric
 from benchmark.data import mixture_modes
 from benchmark.results import write_atomic
 
@@ -67,7 +67,7 @@ class Protocol:
         parsed = parse_metric(name)
         if parsed is None:
             raise EvaluationSetupError(f"unknown metric {name!r}; valid forms: "
-                                       f"{', '.join(k.form for k in METRIC_KINDS)} (e.g. is50k_10splits, "
+                                       f"{metric_forms()} (e.g. is50k_10splits, "
                                        f"fid5k_10k, fid50k_train, fmnist_fid10k_train, prc10k_10k, mixture10k)")
         kind, g = parsed
         real = g.get("real")
@@ -78,7 +78,7 @@ class Protocol:
         return protocol
 
     def compute(self):
-        module, function = next(k for k in METRIC_KINDS if k.name == self.kind).compute.split(":")
+        module, function = parse_metric(self.name)[0].compute.split(":")
         return getattr(importlib.import_module(module), function)
 
 
@@ -310,6 +310,31 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
+def protocol_problems(protocols: list[Protocol], eval_cfg, dataset: str, points: bool, n_train: int) -> list[str]:
+    """What is wrong with measuring `protocols` on a dataset (its name, whether its samples are
+    points, its training-set size). The one check: the config check asks it with the dataset's
+    known size before any data is read, the evaluator with the data it was given."""
+    problems = []
+    for p in protocols:
+        if (p.space == "points") != points:
+            problems.append(f"{p.name}: {'is for 2-D points' if p.space == 'points' else 'needs images'}, "
+                            f"and dataset={dataset} has {'points' if points else 'images'}")
+        if p.num_fake < 1:
+            problems.append(f"{p.name}: needs at least one generated sample")
+        if p.kind == "prc" and min(p.num_fake, p.real or n_train) <= PRC_NEIGHBORHOOD:
+            problems.append(f"{p.name}: precision/recall need more than k={PRC_NEIGHBORHOOD} samples a side")
+        if p.space == "fmnist" and dataset != "fashion_mnist":
+            problems.append(f"{p.name}: the fmnist_ metrics are for dataset=fashion_mnist, not {dataset}")
+        if p.real is not None and p.real > n_train:
+            problems.append(f"{p.name}: asks for {p.real} real images, {dataset}'s training set has {n_train}")
+        if p.kind == "is" and p.splits > p.num_fake:
+            problems.append(f"{p.name}: {p.splits} splits of {p.num_fake} samples")
+        if p.kind == "kid" and eval_cfg.kid_subset_size > min(p.num_fake, p.real or n_train):
+            problems.append(f"{p.name}: eval.kid_subset_size={eval_cfg.kid_subset_size} exceeds the "
+                            f"{min(p.num_fake, p.real or n_train)} samples on one side")
+    return problems
+
+
 # ------------------------------------------------------------------ the evaluator
 class Evaluator:
     """Computes the configured metrics for a generator (or for held-out real data)."""
@@ -328,28 +353,8 @@ class Evaluator:
         self.spaces = {s: build_space(s, eval_cfg, device, data_root, progress) for s in spaces}
 
     def _check_counts(self) -> None:
-        points = self.train_data.dim() == 2
-        n_train = len(self.train_data)
-        problems = []
-        for p in self.protocols:
-            if (p.space == "points") != points:
-                problems.append(f"{p.name}: {'is for 2-D points' if p.space == 'points' else 'needs images'}, "
-                                f"and dataset={self.dataset.name} has {'points' if points else 'images'}")
-            if p.num_fake < 1:
-                problems.append(f"{p.name}: needs at least one generated sample")
-            if p.kind == "prc" and min(p.num_fake, p.real or n_train) <= PRC_NEIGHBORHOOD:
-                problems.append(f"{p.name}: precision/recall need more than k={PRC_NEIGHBORHOOD} samples a side")
-            if p.space == "fmnist" and self.dataset.name != "fashion_mnist":
-                problems.append(f"{p.name}: the fmnist_ metrics are for dataset=fashion_mnist, not {self.dataset.name}")
-            if p.real is not None and p.real > n_train:
-                problems.append(f"{p.name}: asks for {p.real} real images, {self.dataset.name}'s training set has {n_train}")
-            if p.kind == "is" and p.splits > p.num_fake:
-                problems.append(f"{p.name}: {p.splits} splits of {p.num_fake} samples")
-            if p.kind == "kid":
-                n_real = p.real or n_train
-                if self.cfg.kid_subset_size > min(p.num_fake, n_real):
-                    problems.append(f"{p.name}: eval.kid_subset_size={self.cfg.kid_subset_size} exceeds the "
-                                    f"{min(p.num_fake, n_real)} samples on one side")
+        problems = protocol_problems(self.protocols, self.cfg, self.dataset.name, self.train_data.dim() == 2,
+                                     len(self.train_data))
         if problems:
             raise EvaluationSetupError("invalid evaluation:\n  " + "\n  ".join(problems))
 

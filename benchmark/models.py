@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.registry import Registry
 from regularizers.normalization_layers import NormSlot
-
-VALID_MODELS = ("cnn", "resnet", "mlp")
 
 
 def _channels(base: int, width: float) -> int:
@@ -179,6 +180,9 @@ def mlp_discriminator(dim: int, hidden: int, depth: int, slope: float) -> nn.Mod
 
 
 # ---------------------------------------------------------------- building
+INITS = ("normal", "xavier_uniform", "default")  # model.init; normal reads model.init_std
+
+
 @torch.no_grad()
 def initialize(module: nn.Module, init: str, std: float | None) -> None:
     """`std` is read by init=normal only (the models whose config has no init_std use another init)."""
@@ -189,35 +193,56 @@ def initialize(module: nn.Module, init: str, std: float | None) -> None:
             elif init == "xavier_uniform":
                 nn.init.xavier_uniform_(m.weight, gain=math.sqrt(2) if m.weight.dim() == 4 else 1.0)
             elif init != "default":
-                raise ValueError(f"model.init={init!r} is not one of: normal, xavier_uniform, default")
+                raise ValueError(f"model.init={init!r} is not one of: {', '.join(INITS)}")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
 
+@dataclass(frozen=True)
+class Model:
+    """One architecture family: what data it takes and how (G, D) are built for a data shape.
+    `size_problem(size)`: why an image size does not fit it (None: it fits), asked by the config
+    check before any data is read."""
+    name: str
+    data: str   # "images" (C, H, W) | "points" (dim,)
+    build: Callable[..., tuple[nn.Module, nn.Module]]  # (model_cfg, data_shape, z_dim) -> (G, D)
+    size_problem: Callable[[int], str | None] = lambda size: None
+
+
+def _build_cnn(m, shape, z_dim):
+    return cnn_generator(z_dim, shape[0], shape[1], m.width), cnn_discriminator(shape[0], shape[1], m.width,
+                                                                                m.leaky_slope)
+
+
+def _build_resnet(m, shape, z_dim):
+    return ResNetGenerator(z_dim, shape[0], shape[1], m.width), ResNetDiscriminator(shape[0], shape[1], m.width)
+
+
+def _build_mlp(m, shape, z_dim):
+    return (mlp_generator(z_dim, shape[0], m.hidden, m.depth),
+            mlp_discriminator(shape[0], m.hidden, m.depth, m.leaky_slope))
+
+
+MODELS: Registry[Model] = Registry("model")
+MODELS.add(Model("cnn", "images", _build_cnn,
+                 lambda size: None if size % 8 == 0 else "model=cnn needs an image size divisible by 8 (Mg = M/8)"))
+MODELS.add(Model("resnet", "images", _build_resnet,
+                 lambda size: None if size in RESNET_LAYOUTS else
+                 f"model=resnet has layouts for image sizes {', '.join(map(str, RESNET_LAYOUTS))} only (Tables 4, 5)"))
+MODELS.add(Model("mlp", "points", _build_mlp))
+DATA_SHAPES = {"images": "images", "points": "2-D point data"}
+
+
 def build_models(model_cfg, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
     """(G, D) for the data shape: (C, H, W) images or (dim,) points."""
-    name = model_cfg.name
-    if name == "mlp":
-        if len(data_shape) != 1:
-            raise ValueError(f"model=mlp is for 2-D point data; this dataset has shape {data_shape}: use model=cnn or resnet")
-        G = mlp_generator(z_dim, data_shape[0], model_cfg.hidden, model_cfg.depth)
-        D = mlp_discriminator(data_shape[0], model_cfg.hidden, model_cfg.depth, model_cfg.leaky_slope)
-    elif name in ("cnn", "resnet"):
-        if len(data_shape) != 3:
-            raise ValueError(f"model={name} is for images; this dataset has shape {data_shape}: use model=mlp")
-        channels, size = data_shape[0], data_shape[1]
-        if name == "cnn":
-            if size % 8:
-                raise ValueError(f"model=cnn needs an image size divisible by 8 (Mg = M/8), got {size}")
-            G = cnn_generator(z_dim, channels, size, model_cfg.width)
-            D = cnn_discriminator(channels, size, model_cfg.width, model_cfg.leaky_slope)
-        else:
-            if size not in RESNET_LAYOUTS:
-                raise ValueError(f"model=resnet has layouts for image sizes {sorted(RESNET_LAYOUTS)} (Tables 4, 5), got {size}")
-            G = ResNetGenerator(z_dim, channels, size, model_cfg.width)
-            D = ResNetDiscriminator(channels, size, model_cfg.width)
-    else:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(VALID_MODELS)}")
+    model = MODELS[model_cfg.name]
+    if (len(data_shape) == 3) != (model.data == "images"):
+        fitting = ", ".join(m.name for m in MODELS.values() if m.data != model.data)
+        raise ValueError(f"model={model.name} is for {DATA_SHAPES[model.data]}; this dataset has shape {data_shape}: "
+                         f"use model={fitting}")
+    if model.data == "images" and (why := model.size_problem(data_shape[1])) is not None:
+        raise ValueError(f"{why}, got {data_shape[1]}")
+    G, D = model.build(model_cfg, data_shape, z_dim)
     initialize(G, model_cfg.init, model_cfg.get("init_std"))
     initialize(D, model_cfg.init, model_cfg.get("init_std"))
     return G, D

@@ -18,7 +18,7 @@ import sys
 import torch
 
 from benchmark.config import CONF, compose_config, resolve_device
-from benchmark.data import VALID_DATASETS, DatasetError, load_dataset
+from benchmark.data import DATASETS, DatasetError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 
 EVAL_PRESETS = sorted(p.stem for p in (CONF / "eval").glob("*.yaml"))
@@ -27,13 +27,13 @@ EVAL_PRESETS = sorted(p.stem for p in (CONF / "eval").glob("*.yaml"))
 def main(argv=None) -> list[str]:
     p = argparse.ArgumentParser(prog="python -m benchmark.prefetch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="cifar10,stl10", help=f"comma-separated, of: {', '.join(VALID_DATASETS)}")
+    p.add_argument("--datasets", default="cifar10,stl10", help=f"comma-separated, of: {DATASETS.valid()}")
     p.add_argument("--eval", default="paper,full", help=f"comma-separated eval presets, of: {', '.join(EVAL_PRESETS)} "
                                                         "(fashion_mnist always uses fmnist)")
     p.add_argument("--device", default="auto")
     args, overrides = p.parse_known_args(argv)
     datasets, presets = args.datasets.split(","), args.eval.split(",")
-    for value, valid, what in ((datasets, VALID_DATASETS, "dataset"), (presets, EVAL_PRESETS, "eval preset")):
+    for value, valid, what in ((datasets, DATASETS.names(), "dataset"), (presets, EVAL_PRESETS, "eval preset")):
         unknown = [v for v in value if v not in valid]
         if unknown:
             p.error(f"unknown {what}(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
@@ -43,7 +43,7 @@ def main(argv=None) -> list[str]:
         for dataset in datasets:
             for preset in (["fmnist"] if dataset == "fashion_mnist" else presets):
                 cfg = compose_config([f"dataset={dataset}", f"eval={preset}", "dataset.download=true", *overrides])
-                if cfg.dataset.name in ("ring8", "grid25"):
+                if DATASETS[cfg.dataset.name].generated:
                     print(f"{dataset}: generated data, nothing to fetch")
                     break
                 train = load_dataset(cfg.dataset, cfg.data_root).to(device)

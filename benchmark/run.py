@@ -16,9 +16,12 @@ same budget is not run again; an unreadable result.json is named and re-run.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
@@ -31,10 +34,18 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError, validate  # noqa: E402
-from benchmark.contract import READABLE_SCHEMAS, config_id  # noqa: E402
+from benchmark.contract import (  # noqa: E402
+    FINISHED,
+    HYDRA_CONFIG,
+    READABLE_SCHEMAS,
+    RESULT_FILE,
+    RUN_LOG,
+    ResultsFileError,
+    config_id,
+)
 from benchmark.data import DatasetError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
-from benchmark.results import SCHEMA, ResultsFileError, write_atomic, write_json  # noqa: E402
+from benchmark.results import SCHEMA, write_atomic, write_json  # noqa: E402
 from benchmark.run_lock import (  # noqa: E402
     RunDirBusyError,
     RunDirUnwritableError,
@@ -46,7 +57,6 @@ from benchmark.run_lock import (  # noqa: E402
 
 BAD_INPUT = (ConfigError, DatasetError, CheckpointError, EvaluationSetupError, ResultsFileError, RunDirUnwritableError,
              RunDirBusyError)
-FINISHED = ("completed", "diverged")
 EXIT_CRASH, EXIT_BAD_INPUT = 1, 2
 
 
@@ -69,7 +79,7 @@ def read_result(path: Path) -> dict | None:
 def finished_result(cfg: DictConfig, run_dir: Path) -> dict | None:
     """The run's result.json if it already finished this budget; None if there is something to train.
     Refuses (ConfigError / CheckpointError) a finished run that this config would rewrite."""
-    path = run_dir / "result.json"
+    path = run_dir / RESULT_FILE
     result = read_result(path)
     if result is None:
         return None
@@ -105,8 +115,59 @@ def finished_elsewhere(cfg: DictConfig, run_dir: Path) -> dict | None:
     if not entry.is_file():
         return None
     other = run_dir.parent / json.loads(entry.read_text())["run"]  # written whole (write_json)
-    result = read_result(other / "result.json") if other != run_dir else None  # None: gone or unreadable
+    result = read_result(other / RESULT_FILE) if other != run_dir else None  # None: gone or unreadable
     return {**result, "same_as": str(other)} if result and result.get("status") in FINISHED else None
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes to the terminal's stream and to the run's log."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        if "\r" not in text:  # a progress bar's redraw: the terminal's only
+            self.log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:  # progress bars ask
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextmanager
+def output_logged(run_dir: Path):
+    """The run's stdout and stderr (prints, warnings, a crash's traceback) also go into its own
+    run.log, beside Hydra's log lines: what sweep-status points at when a run fails. A launcher's
+    per-job logs (submitit) hold the same, but far from the run and only under that launcher."""
+    with open(Path(run_dir) / RUN_LOG, "a", buffering=1, errors="replace") as log:
+        out, err, show = sys.stdout, sys.stderr, warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            # into the log even where warnings are caught and recorded (a test, a notebook)
+            log.write(warnings.formatwarning(message, category, filename, lineno, line))
+            show(message, category, filename, lineno, file or err, line)
+
+        sys.stdout, sys.stderr, warnings.showwarning = _Tee(out, log), _Tee(err, log), showwarning
+        try:
+            yield
+        except BaseException as error:
+            if not isinstance(error, KeyboardInterrupt | SystemExit):
+                log.write(traceback.format_exc())
+            raise
+        finally:
+            sys.stdout, sys.stderr, warnings.showwarning = out, err, show
 
 
 def train(cfg: DictConfig, run_dir: str | Path, before_training=None) -> dict:
@@ -134,7 +195,8 @@ def train(cfg: DictConfig, run_dir: str | Path, before_training=None) -> dict:
         trainer.resume()  # an unusable checkpoint is refused here, before anything is written
         if before_training is not None:
             before_training()
-        result = trainer.fit()
+        with output_logged(run_dir):
+            result = trainer.fit()
         if result["status"] in FINISHED:
             write_json(_index_entry(cfg, run_dir), {"run": run_dir.name})
         return result
@@ -145,11 +207,12 @@ def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     hydra.output_subdir=null: Hydra would write them before the config is checked and the
     directory locked, rewriting a finished or running run's record)."""
     hydra_cfg = HydraConfig.get()
-    files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+    hydra_dir = (run_dir / HYDRA_CONFIG).parent
+    files = {Path(HYDRA_CONFIG).name: cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
              "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task))}
     for name, node in files.items():
         text = OmegaConf.to_yaml(node)
-        write_atomic(run_dir / ".hydra" / name, lambda tmp, text=text: Path(tmp).write_text(text))
+        write_atomic(hydra_dir / name, lambda tmp, text=text: Path(tmp).write_text(text))
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: Exception, bad_input: bool) -> None:
@@ -157,9 +220,9 @@ def record_failure(cfg: DictConfig, run_dir: Path, err: Exception, bad_input: bo
     `failed`, written only while holding the directory and only where no record exists."""
     try:
         with locked(run_dir):
-            if (run_dir / "result.json").exists():  # never overwrite a record (the trainer writes its own)
+            if (run_dir / RESULT_FILE).exists():  # never overwrite a record (the trainer writes its own)
                 return
-            write_json(run_dir / "result.json", {
+            write_json(run_dir / RESULT_FILE, {
                 "schema": SCHEMA, "status": "failed", "iteration": 0, "error": f"{type(err).__name__}: {err}",
                 "traceback": None if bad_input else traceback.format_exc(),
                 "config": _plain(cfg)})

@@ -84,7 +84,9 @@ def check_writable(run_dir: Path) -> None:
     except OSError as err:
         raise RunDirUnwritableError(f"run directory {run_dir} cannot be created ({err.strerror}); "
                                     f"choose another (hydra.run.dir=... / hydra.sweep.dir=...)") from err
-    for path in (run_dir, run_dir / "metrics.jsonl"):
+    from benchmark.contract import METRICS_FILE  # here: the contract imports this module
+
+    for path in (run_dir, run_dir / METRICS_FILE):
         if path.exists() and not os.access(path, os.W_OK):
             raise RunDirUnwritableError(f"{path} cannot be written (permissions); fix them or choose another "
                                         f"run directory (hydra.run.dir=...)")

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 import regularizers
 from benchmark import checkpoint, losses, run_logger
 from benchmark.config import ConfigError, validate
+from benchmark.contract import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, SPECTRA_FILE
 from benchmark.data import BatchStream, load_dataset
 from benchmark.evaluation import Evaluator
 from benchmark.lipschitz import LipschitzDiagnostics
@@ -176,7 +177,7 @@ class Trainer:
 
     # ------------------------------------------------------------ run directory
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+        return self.run_dir / CHECKPOINT_FILE
 
     def save_checkpoint(self) -> None:
         checkpoint.save(self.checkpoint_path(), {
@@ -201,7 +202,7 @@ class Trainer:
         path = self.checkpoint_path()
         if path.exists():
             self._load_checkpoint(path)
-        truncate_jsonl(self.run_dir / "metrics.jsonl", self.iteration)
+        truncate_jsonl(self.run_dir / METRICS_FILE, self.iteration)
         self.resumed = True
 
     def _load_checkpoint(self, path: Path) -> None:
@@ -267,7 +268,7 @@ class Trainer:
 
     def record(self, row: dict) -> None:
         """Every metrics.jsonl row goes through here: to the file, then to the live view under its own names."""
-        append_jsonl(self.run_dir / "metrics.jsonl", row)
+        append_jsonl(self.run_dir / METRICS_FILE, row)
         self.logger.log_row(row)
 
     def write_samples(self, name: str) -> None:
@@ -283,7 +284,7 @@ class Trainer:
 
     def write_result(self, status: str, **extra) -> dict:
         sv = singular_values(self.D)
-        write_json(self.run_dir / "spectra.json", {
+        write_json(self.run_dir / SPECTRA_FILE, {
             "schema": SCHEMA, "iteration": self.iteration,
             "singular_values": {k: v.tolist() for k, v in sv.items()},
         })
@@ -305,7 +306,7 @@ class Trainer:
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "environment": environment(self.device),
         }
-        write_json(self.run_dir / "result.json", result)
+        write_json(self.run_dir / RESULT_FILE, result)
         return result
 
     # ------------------------------------------------------------ preemption

@@ -25,14 +25,23 @@ from regularizers.weight_clipping import WeightClipping
 from regularizers.weight_norm import WeightNorm
 from regularizers.wgan_gp import WGANGP
 
+
+def _registry(classes) -> dict[str, type[Regularizer]]:
+    """name -> class; a second class under a name is refused (it would silently replace the first)."""
+    registry: dict[str, type[Regularizer]] = {}
+    for cls in classes:
+        if cls.name in registry:
+            raise ValueError(f"regularizers {registry[cls.name].__name__} and {cls.__name__} are both named "
+                             f"{cls.name!r}: names must be unique (conf/regularizer/<name>.yaml selects one)")
+        registry[cls.name] = cls
+    return registry
+
+
 # The single methods; a combination of them is not registered but named by its parts.
-REGISTRY: dict[str, type[Regularizer]] = {
-    cls.name: cls
-    for cls in (
-        NoRegularization, SpectralNorm, WeightNorm, FrobeniusNorm, WeightClipping,
-        SingularValueClipping, WGANGP, GANGP, Orthonormal, BatchNorm, LayerNorm, R1, R2, DRAGAN,
-    )
-}
+REGISTRY: dict[str, type[Regularizer]] = _registry((
+    NoRegularization, SpectralNorm, WeightNorm, FrobeniusNorm, WeightClipping,
+    SingularValueClipping, WGANGP, GANGP, Orthonormal, BatchNorm, LayerNorm, R1, R2, DRAGAN,
+))
 COMBINATION = Combination.name
 
 

@@ -1,8 +1,6 @@
+"""Fixtures only; shared helpers are in tests/helpers.py."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,12 +11,7 @@ from benchmark import data
 from benchmark.config import compose_config
 from benchmark.evaluation import Evaluator
 from tests.datasets_on_disk import write_fashion_mnist
-
-ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "benchmark" / "run.py"
-
-# A tiny image configuration: the standard CNN at 1/16 width on 32px Fashion-MNIST-format data.
-TINY_IMAGES = ["dataset=fashion_mnist", "model.width=0.0625", "batch_size=16", "progress=false"]
+from tests.helpers import TINY_IMAGES
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +42,3 @@ def real_fashion_mnist(tmp_path_factory) -> SimpleNamespace:
     evaluator = Evaluator(cfg.eval, cfg.dataset, train, torch.device("cpu"), cfg.data_root)
     return SimpleNamespace(cfg=cfg, train=train, evaluator=evaluator, data_root=root / "data",
                            cache_root=root / "cache", classifier=root / "cache" / "fmnist_classifier.pt")
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python benchmark/run.py ARGS` as a user runs it."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(RUN), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)

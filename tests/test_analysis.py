@@ -11,7 +11,7 @@ from analysis import figures as F
 from analysis import report
 from analysis.collect import SchemaError, collect
 from analysis.compare import Comparison
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 # (regularizer, setting, seed) -> (status, fid5k_10k, is50k_10splits)
 KNOWN = {
@@ -53,10 +53,11 @@ def synthetic_sweep(tmp_path) -> Path:
     sweep = tmp_path / "sweep"
     for (reg, setting, seed), (status, fid, isc) in KNOWN.items():
         write_run(sweep, reg, setting, seed, status, fid, isc)
-    running = write_run(sweep, "wn", "A", 2, "completed", None, None)  # then made to look in progress:
-    (running / "result.json").unlink()
-    (running / "spectra.json").unlink()
-    (running / "metrics.jsonl").write_text(json.dumps({"schema": 1, "iteration": 10, "d_loss": 1.0}) + "\n")
+    # then made to look unfinished: progress logged, no result, nobody holds its lock (killed or preempted)
+    stopped = write_run(sweep, "wn", "A", 2, "completed", None, None)
+    (stopped / "result.json").unlink()
+    (stopped / "spectra.json").unlink()
+    (stopped / "metrics.jsonl").write_text(json.dumps({"schema": 1, "iteration": 10, "d_loss": 1.0}) + "\n")
     return sweep
 
 
@@ -66,7 +67,7 @@ def digest(folder: Path) -> dict:
 
 def test_table_numbers_equal_the_known_values(synthetic_sweep):
     runs, evals = collect([synthetic_sweep])
-    assert runs.status.value_counts().to_dict() == {"completed": 7, "diverged": 1, "failed": 1, "running": 1}
+    assert runs.status.value_counts().to_dict() == {"completed": 7, "diverged": 1, "failed": 1, "stopped": 1}
     comparison = Comparison(runs, evals)
     table = F.best_setting_table(comparison, "fid5k_10k").set_index("method")
     # sn under D: seed 0 scored 40, seed 1 diverged and counts as the worst FID of the sweep (52): mean 46
@@ -100,7 +101,7 @@ def test_report_writes_every_figure_and_table_and_touches_no_run(synthetic_sweep
         assert (out / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     assert (out / "table2_fid5k_10k.tex").read_text().startswith(r"\begin{tabular}")
     text = path.read_text()
-    assert "10 runs: 7 completed, 1 diverged, 1 failed, 1 running" in text
+    assert "10 runs: 7 completed, 1 diverged, 1 failed, 1 stopped" in text
     assert "![fid5k_10k by setting](settings_fid5k_10k.png)" in text and "ValueError: boom" in text
     assert "## Paper claims" in text and (out / "claims.md").is_file()
     cost = F.relative_cost(collect([synthetic_sweep])[0]).set_index("regularizer").ratio_to_none
@@ -141,6 +142,7 @@ def small_real_sweep(tmp_path_factory) -> Path:
     return root / "sweep"
 
 
+@pytest.mark.slow  # a Hydra multirun through the CLI (the fixture)
 def test_report_from_a_real_sweep(small_real_sweep, tmp_path):
     path = report.main([str(small_real_sweep), "--out", str(tmp_path)])
     text = path.read_text()

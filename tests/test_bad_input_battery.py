@@ -95,6 +95,8 @@ IMAGE_CASES = [
     (["dataset=cifar10", "eval.metrics=[fmnist_fid10k_train]"], ["fmnist_fid10k_train", "fashion_mnist"]),
     (["dataset=stl10", "dataset.split=everything"], ["dataset.split='everything'", "train+unlabeled"]),
     (["dataset=cifar10", "eval.metrics=[fid5k_0]"], ["fid5k_0"]),
+    # counts against the dataset's known size: refused by the config check, before any data is read
+    (["dataset=cifar10", "eval.metrics=[fid5k_60k]"], ["fid5k_60k", "60000 real images", "50000"]),
 ]
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 import regularizers
-from benchmark.config import ConfigError, validate
-from tests.conftest import compose_config, run_cli
+from benchmark.config import ConfigError, compose_config, validate
+from tests.helpers import run_cli
 
 TABLE_1 = {  # SN paper, Table 1: lr, beta1, beta2, n_dis
     "A": (0.0001, 0.5, 0.9, 5), "B": (0.0001, 0.5, 0.999, 1), "C": (0.0002, 0.5, 0.999, 1),

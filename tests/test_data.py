@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from benchmark import data
+from benchmark.config import compose_config
 from benchmark.data import BatchStream, DatasetNotFoundError, load_dataset, mixture_modes, sample_mixture
-from tests.conftest import compose_config
 from tests.datasets_on_disk import write_cifar10, write_fashion_mnist, write_stl10
 
 

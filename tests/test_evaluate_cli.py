@@ -3,8 +3,8 @@ import json
 import pytest
 
 from benchmark import evaluate, prefetch
+from benchmark.config import compose_config
 from benchmark.trainer import Trainer
-from tests.conftest import compose_config
 from tests.datasets_on_disk import write_fashion_mnist
 
 

@@ -20,14 +20,13 @@ import yaml
 import regularizers
 from analysis import report, sweep_status
 from analysis.collect import collect, write_atomic_text
-from analysis.collect import read_jsonl as analysis_read_jsonl
 from benchmark import data, evaluate, evaluation
 from benchmark.config import CONF, compose_config
-from benchmark.results import read_jsonl
+from benchmark.contract import read_jsonl
 from benchmark.run import execute
 from benchmark.run_lock import RunDirBusyError, holder, locked
 from benchmark.trainer import Trainer
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.test_analysis import write_run
 from tests.test_bad_input_battery import BASE, digest
 
@@ -156,9 +155,8 @@ def test_readers_skip_a_torn_tail_with_a_warning_naming_the_file(tmp_path, capsy
     run = write_run(sweep, "sn", "A", 0, "completed", 30.0, 7.0)
     with open(run / "metrics.jsonl", "a") as f:
         f.write(TORN)
-    for read in (read_jsonl, analysis_read_jsonl):
-        with pytest.warns(UserWarning, match=f"{run / 'metrics.jsonl'}.*torn"):
-            assert len(read(run / "metrics.jsonl")) == 3
+    with pytest.warns(UserWarning, match=f"{run / 'metrics.jsonl'}.*torn"):  # the one reader, both sides'
+        assert len(read_jsonl(run / "metrics.jsonl")) == 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs, evals = collect([sweep])
@@ -235,6 +233,25 @@ def test_preemption_says_on_stderr_that_it_saved(tmp_path, capsys, monkeypatch):
     assert err.value.code == 128 + signal.SIGTERM
     message = capsys.readouterr().err
     assert "received SIGTERM" in message and "iteration 2" in message and str(tmp_path / "checkpoint.pt") in message
+
+
+def test_a_run_keeps_its_own_stdout_stderr_and_traceback_in_run_log(tmp_path, capsys, monkeypatch):
+    """run.log (benchmark.contract.RUN_LOG), which sweep-status names for a failed run, holds what the
+    run printed, its warnings and its crash's traceback, not only logging lines."""
+    def fit(self):
+        print("a line the run printed")
+        warnings.warn("a warning the run gave", stacklevel=1)
+        raise RuntimeError("boom in training")
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    with pytest.warns(UserWarning, match="a warning the run gave"):
+        code, outcome = execute(compose_config(BASE), tmp_path / "run", in_sweep=True)
+    assert code == 1 and outcome["status"] == "failed"
+    log = (tmp_path / "run" / "run.log").read_text()
+    for text in ("a line the run printed", "a warning the run gave", "Traceback", "RuntimeError: boom in training"):
+        assert text in log, log
+    assert "a line the run printed" in capsys.readouterr().out  # the terminal still shows it
+    assert str(tmp_path / "run" / "run.log") in sweep_status.summary(tmp_path)
 
 
 def test_copied_dataset_files_are_readable_by_others(tmp_path, monkeypatch, image_root):

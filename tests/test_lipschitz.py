@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.config import compose_config
+from benchmark.contract import read_jsonl
 from benchmark.lipschitz import (
     LipschitzDiagnostics,
     gradient_norms,
@@ -14,9 +16,8 @@ from benchmark.lipschitz import (
     operator_norm,
 )
 from benchmark.models import build_models
-from benchmark.results import read_jsonl
 from benchmark.trainer import Trainer
-from tests.conftest import TINY_IMAGES, compose_config
+from tests.helpers import TINY_IMAGES
 
 EXACT = dict(iterations=1000, rtol=1e-12, dtype=torch.float64)
 

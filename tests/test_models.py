@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import regularizers
+from benchmark.config import compose_config
 from benchmark.models import build_models
-from tests.conftest import compose_config
 
 
 def param_shapes(D) -> dict:

@@ -13,11 +13,11 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from analysis.tensorboard import build_view, run_names
-from benchmark.config import CONF, ConfigError, validate
-from benchmark.results import read_jsonl
+from benchmark.config import CONF, ConfigError, compose_config, validate
+from benchmark.contract import read_jsonl
 from benchmark.run_logger import flatten_row
 from benchmark.trainer import Trainer
-from tests.conftest import compose_config, run_cli
+from tests.helpers import run_cli
 
 RING8 = ["dataset=ring8", "budget=smoke", "progress=false"]
 

@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from benchmark.config import compose_config
-from benchmark.results import read_jsonl
+from benchmark.contract import read_jsonl
 from benchmark.trainer import Trainer
-from tests.conftest import ROOT, RUN
+from tests.helpers import ROOT, RUN
 
 PARTITION = "debug"  # the partition scripts/slurm-local.sh makes
 SLURM_DIR = Path(os.environ.get("REGBENCH_SLURM_DIR", "/tmp/regbench-slurm"))

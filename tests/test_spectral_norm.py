@@ -30,7 +30,7 @@ def test_sn_gradient_flows_through_sigma():
     """d(W/sigma)/dW includes the -W (u v^T)/sigma^2 term: compare to autograd through an exact reference."""
     torch.manual_seed(1)
     layer = nn.Linear(5, 4)
-    D = regularizers.build("sn").attach(nn.Sequential(layer))
+    regularizers.build("sn").attach(nn.Sequential(layer))
     sn = layer.parametrizations.weight[0]
     original = layer.parametrizations.weight.original
     g = torch.randn(4, 5)
@@ -41,7 +41,6 @@ def test_sn_gradient_flows_through_sigma():
     with torch.no_grad():
         constant_scale = g / sn.sigma(original)
     assert not torch.allclose(original.grad, constant_scale, atol=1e-4)  # not a constant scale
-    assert D is not None
 
 
 def test_sn_power_iteration_runs_once_per_d_update_not_per_forward():

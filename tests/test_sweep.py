@@ -12,10 +12,10 @@ import regularizers
 from analysis.collect import collect
 from analysis.compare import Comparison
 from analysis.sweep_status import run_status, summary
-from benchmark.config import CONF
-from benchmark.results import read_jsonl
+from benchmark.config import CONF, ConfigError, compose_config, validate
+from benchmark.contract import read_jsonl
 from benchmark.trainer import Trainer
-from tests.conftest import TINY_IMAGES, compose_config, run_cli
+from tests.helpers import TINY_IMAGES, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
@@ -31,13 +31,22 @@ def swept_values(key: str, values) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_preset_composes_for_each_point_of_its_grid(experiment):
+def test_every_value_on_every_axis_of_every_preset_composes_and_validates(experiment):
+    """Each value of each swept key (globs expanded as Hydra expands them), the other keys at their
+    first value, composed and checked as a run would be (benchmark.config.validate: no data read)."""
     cfg = compose_config([f"+experiment={experiment}"], return_hydra_config=True)
     params = {key: swept_values(key, values) for key, values in cfg.hydra.sweeper.params.items()}
     assert cfg.hydra.sweep.dir == f"multirun/{experiment}"
-    for i in (0, -1):
-        # every swept key exists and every value is valid
-        compose_config([f"+experiment={experiment}", *(f"{key}={values[i]}" for key, values in params.items())])
+    assert all(params.values()), params
+    first = {key: values[0] for key, values in params.items()}
+    for key, values in params.items():
+        for value in values:
+            point = {**first, key: value}
+            run = compose_config([f"+experiment={experiment}", *(f"{k}={v}" for k, v in point.items())])
+            try:
+                validate(run)
+            except ConfigError as err:
+                pytest.fail(f"+experiment={experiment} {point}: {err}")
 
 
 def test_presets_over_every_method_pick_up_new_ones_and_leave_out_the_bare_combination():

@@ -5,10 +5,10 @@ import torch
 
 import regularizers
 from benchmark.checkpoint import CheckpointError
-from benchmark.contract import SCHEMA
-from benchmark.results import read_jsonl
+from benchmark.config import compose_config
+from benchmark.contract import SCHEMA, read_jsonl
 from benchmark.trainer import Trainer
-from tests.conftest import TINY_IMAGES, compose_config, run_cli
+from tests.helpers import TINY_IMAGES, run_cli
 
 
 def state_equal(a: dict, b: dict) -> bool:

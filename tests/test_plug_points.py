@@ -1,0 +1,67 @@
+"""Adding a metric kind, a dataset or a loss is one registry entry plus its conf (README "Adding a
+metric, a dataset or a loss"): a throwaway one of each, registered here and configured from a
+folder on Hydra's search path, trains, is evaluated and is analysed with no other edit."""
+import math
+import re
+import sys
+import types
+
+import pytest
+import torch
+
+from analysis.collect import collect
+from analysis.compare import Comparison
+from benchmark import contract
+from benchmark.config import compose_config, validate
+from benchmark.data import DATASETS, mixture
+from benchmark.losses import LOSSES, Loss
+from benchmark.trainer import Trainer
+
+CONF = {  # what conf/dataset/ring3.yaml and conf/loss/lsgan.yaml would hold
+    "dataset/ring3.yaml": "defaults:\n  - override /eval@_global_.eval: mixture\n"
+                          "  - override /model@_global_.model: mlp\n"
+                          "name: ring3\nstd: 0.02\nnum_samples: 2000\nseed: 0\n",
+    "loss/lsgan.yaml": "name: lsgan\n",
+}
+
+
+def _triangle() -> torch.Tensor:  # 3 modes on a circle of radius 2
+    angles = torch.arange(3, dtype=torch.float64) * (2 * math.pi / 3)
+    return (2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+
+
+@pytest.fixture
+def plugged(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    for name, text in CONF.items():
+        (conf / name).parent.mkdir(parents=True, exist_ok=True)
+        (conf / name).write_text(text)
+    # the entries: a dataset, a loss (least squares, Mao et al. 2017) and a metric kind
+    DATASETS.add(mixture("ring3", _triangle))
+    LOSSES.add(Loss("lsgan", lambda real, fake: ((real - 1) ** 2).mean() / 2 + (fake ** 2).mean() / 2,
+                    lambda fake: ((fake - 1) ** 2).mean() / 2))
+    module = types.ModuleType("throwaway_spread")
+    module.compute = lambda ev, p, fake, space: {p.name: float(fake["points"][:p.num_fake].std(dim=0).mean())}
+    monkeypatch.setitem(sys.modules, "throwaway_spread", module)
+    kind = contract.MetricKind("spread", re.compile(r"^spread(?P<n>\d+k?)$"), "spread<N>",
+                               (contract.Column("spread", "", True, "coverage", 0.0, "std of generated points"),),
+                               "throwaway_spread:compute", space="points")
+    monkeypatch.setattr(contract, "METRIC_KINDS", (*contract.METRIC_KINDS, kind))
+    try:
+        yield [f"hydra.searchpath=[file://{conf}]"]
+    finally:
+        DATASETS.remove("ring3")
+        LOSSES.remove("lsgan")
+
+
+def test_a_new_dataset_loss_and_metric_kind_run_through_a_tiny_run_and_the_analysis(plugged, tmp_path):
+    cfg = compose_config([*plugged, "dataset=ring3", "loss=lsgan", "regularizer=sn", "budget=smoke",
+                          "progress=false", "eval.metrics=[mixture1k,spread500]"])
+    assert cfg.model.name == "mlp"  # the dataset's conf picks the model that fits its points
+    validate(cfg)
+    result = Trainer(cfg, tmp_path / "run").fit()
+    assert result["status"] == "completed"
+    assert set(result["metrics"]) >= {"mixture1k_modes", "spread500"} and result["metrics"]["spread500"] > 0
+    assert result["metrics"]["mixture1k_modes"] <= 3  # the new dataset's own modes
+    comparison = Comparison(*collect([tmp_path]))
+    assert "spread500" in comparison.metrics() and comparison.runs.loss.tolist() == ["lsgan"]

@@ -25,9 +25,10 @@ from PIL import Image
 
 from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_json, write_atomic_text
 from analysis.report import make_report
+from benchmark.contract import METRICS_FILE, RESULT_FILE, SPECTRA_FILE
 
 RESULTS = Path("results")
-RECORDS = ("result.json", "metrics.jsonl", "spectra.json")
+RECORDS = (RESULT_FILE, METRICS_FILE, SPECTRA_FILE)
 SAMPLES = Path("samples") / "final.png"
 SAMPLE_COLOURS = 32  # a 2-D scatter or an 8x8 grid of small images keeps its look at a third of the bytes
 
@@ -90,10 +91,10 @@ def ship(sweep: Path, name: str, commands: list[str], results_root: Path = RESUL
         shutil.rmtree(runs_out)  # a reshipment replaces the records whole (the sweep may have gone further)
     results, unfinished = [], []
     for run_dir in find_runs([sweep]):
-        if not (run_dir / "result.json").is_file():
+        if not (run_dir / RESULT_FILE).is_file():
             unfinished.append(run_dir.name)
             continue
-        results.append(read_json(run_dir / "result.json"))
+        results.append(read_json(run_dir / RESULT_FILE))
         _copy_run(run_dir, runs_out / run_dir.name)
     if not results:
         raise FileNotFoundError(f"{sweep}: no finished run to ship")

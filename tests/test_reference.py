@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis.report import make_report
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SHIPPED = sorted(p.parent.parent for p in (ROOT / "results").glob("*/report/report.md"))
 TEXT = ("*.md", "*.tex", "*.csv")  # the figures are PNGs drawn from the same numbers
@@ -80,7 +80,7 @@ def test_a_seed_that_diverged_counts_as_worst_in_the_ranking():
 @pytest.mark.slow
 def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, monkeypatch):
     from analysis.ship import ship
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "dataset=ring8", "regularizer=none,sn,wc", "setting=B", "budget=smoke", "budget.iterations=4",
                    "progress=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)

@@ -24,7 +24,7 @@ from analysis.collect import SchemaError, UnreadableRunError, collect, read_benc
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
 from analysis.lipschitz import lipschitz_section  # noqa: E402
 from analysis.ranking import SETTLED, ranking_figure, ranking_markdown, ranking_over_training  # noqa: E402
-from analysis.sweep_status import newest_sweep  # noqa: E402
+from analysis.sweep_status import default_sweep  # noqa: E402
 from benchmark.contract import STATUSES, metric_kind, parse_metric  # noqa: E402
 
 
@@ -45,17 +45,6 @@ def protocol_note(metrics: list[str]) -> str | None:
 
 
 DEFAULT_BENCH = Path("outputs/bench/bench.json")
-DEFAULT_REFERENCE = Path("results/reference_2d")  # what `make figures` shows before any sweep has run
-
-
-def default_sweep() -> Path:
-    """The newest sweep under multirun/; where none has run yet, the shipped 2-D reference."""
-    try:
-        return newest_sweep()
-    except FileNotFoundError:
-        if DEFAULT_REFERENCE.is_dir():
-            return DEFAULT_REFERENCE
-        raise
 
 
 def bench_section(path: Path, out_dir: Path) -> list[str]:

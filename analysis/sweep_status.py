@@ -99,6 +99,19 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
+DEFAULT_REFERENCE = Path("results/reference_2d")  # what `make figures` and the notebooks show before any sweep ran
+
+
+def default_sweep() -> Path:
+    """The newest sweep under multirun/; where none has run yet, the shipped 2-D reference."""
+    try:
+        return newest_sweep()
+    except FileNotFoundError:
+        if DEFAULT_REFERENCE.is_dir():
+            return DEFAULT_REFERENCE
+        raise
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m analysis.sweep_status", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -97,3 +97,14 @@ def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, mo
     regenerated = tmp_path / "again"
     make_report([out], regenerated)
     assert (regenerated / "report.md").read_text() == (out / "report" / "report.md").read_text()
+
+
+def test_make_figures_shows_the_shipped_reference_until_a_sweep_exists(tmp_path, monkeypatch):
+    from analysis.sweep_status import default_sweep
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        default_sweep()
+    (tmp_path / "results" / "reference_2d").mkdir(parents=True)
+    assert default_sweep() == Path("results/reference_2d")
+    (tmp_path / "multirun" / "local_grid").mkdir(parents=True)
+    assert default_sweep() == Path("multirun/local_grid")

@@ -57,7 +57,8 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def provenance(results: list[dict], unfinished: list[str], commands: list[str], name: str) -> list[str]:
+def provenance(results: list[dict], unfinished: list[str], commands: list[str], notes: list[str], name: str,
+               size: int | None = None) -> list[str]:
     envs = [r.get("environment") or {} for r in results]
     commits = Counter(e.get("git_commit") for e in envs)
     hosts = Counter(f"{e.get('host')} ({e.get('device_name')}, {e.get('torch_threads')} torch thread(s))"
@@ -77,12 +78,16 @@ def provenance(results: list[dict], unfinished: list[str], commands: list[str], 
     md += [f"- packages {p}: {n} runs" for p, n in packages.most_common()]
     md += [f"- shipped from a machine with: {_cpu_model()}",
            f"- training time, summed over runs: {seconds / 3600:.2f} core-hours (each run on one torch thread)"]
+    if size is not None:
+        md.append(f"- this folder: about {size / 1e6:.1f} MB")
+    if notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     if unfinished:
         md += ["", "## Not finished when shipped", ""] + [f"- `{u}`" for u in unfinished]
     return md
 
 
-def ship(sweep: Path, name: str, commands: list[str], results_root: Path = RESULTS) -> Path:
+def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), results_root: Path = RESULTS) -> Path:
     """`results_root` relative to the repository root, as `make figures SWEEP=results/<name>` names it,
     so that the report names its input the same way."""
     out = results_root / name
@@ -104,10 +109,10 @@ def ship(sweep: Path, name: str, commands: list[str], results_root: Path = RESUL
     make_report([out], report_dir)
     for pdf in report_dir.glob("*.pdf"):
         pdf.unlink()
-    write_atomic_text(out / "README.md", "\n".join(provenance(results, unfinished, commands, name)) + "\n")
-    size = _size(out)
-    with open(out / "README.md", "a") as f:
-        f.write(f"- this folder: {size / 1e6:.1f} MB ({len(results)} runs)\n")
+    readme = out / "README.md"
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name)) + "\n")
+    # then again with the folder's size (this README's own bytes change it by a few)
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out))) + "\n")
     return out
 
 
@@ -117,9 +122,10 @@ def main(argv=None) -> Path:
     p.add_argument("sweep", type=Path)
     p.add_argument("--name", required=True, help="results/<name>/")
     p.add_argument("--command", action="append", default=[], help="a command that made the runs (repeatable)")
+    p.add_argument("--note", action="append", default=[], help="a caveat the README should say (repeatable)")
     args = p.parse_args(argv)
     try:
-        out = ship(args.sweep, args.name, args.command)
+        out = ship(args.sweep, args.name, args.command, args.note)
     except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -74,7 +74,8 @@ class Trainer:
         options = {k: v for k, v in OmegaConf.to_container(cfg.regularizer, resolve=True).items() if k != "name"}
         self.regularizer = regularizers.build(cfg.regularizer.name, **options)
         self.G = G.to(self.device)
-        self.D = self.regularizer.attach(D.to(self.device))
+        # attach first, then move: a method may add layers (BN / LN baselines), which must move with D
+        self.D = self.regularizer.attach(D).to(self.device)
         if cfg.speed.channels_last:  # converts 4-D weights only; 2-D data and MLPs are untouched
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)

@@ -31,7 +31,10 @@ def replace_norm_slots(D: nn.Module, make: Callable[[NormSlot], nn.Module]) -> n
 
 
 def without_gain(norm: nn.Module) -> nn.Module:
-    # F.batch_norm / F.group_norm accept weight=None with a bias: a norm without gamma.
+    # gamma fixed at 1: a buffer, not a parameter. (weight=None with a bias is what the math says, but
+    # CUDA's GroupNorm backward then fails with "tensor does not have a device".) Not persistent, so it
+    # is no part of a checkpoint and checkpoints from before this change still load.
+    gain = norm.weight.detach().clone()
     del norm.weight
-    norm.register_parameter("weight", None)
+    norm.register_buffer("weight", gain, persistent=False)
     return norm

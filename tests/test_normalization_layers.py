@@ -14,8 +14,9 @@ def test_bn_ln_layers_have_no_learnable_gain(name, layer_type):
         norms = [m for m in D.modules() if isinstance(m, layer_type)]
         assert len(norms) >= 2
         for m in norms:
-            assert m.weight is None
             assert [n for n, _ in m.named_parameters()] == ["bias"]
+            assert not m.weight.requires_grad and torch.equal(m.weight, torch.ones_like(m.weight))
+            assert "weight" not in m.state_dict()
         assert D(x).shape == (4, 1)
 
 

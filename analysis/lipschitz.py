@@ -104,7 +104,7 @@ def sn_layer_table(comparison: Comparison) -> str:
             products.append(f"{column}: {_fmt(lipschitz['layer_product'])} / {_fmt(lipschitz['grad_max'])}")
         if not columns:
             continue
-        lines = [f"{dataset}, {model}" + (f" width {width}" if model != "mlp" else "")
+        lines = [f"{dataset}, {model}" + (f" width {width}" if pd.notna(width) else "")  # a points model has none
                  + f", after {' or '.join(sorted(iterations))} generator updates; each cell: reshaped sigma / operator norm:",
                  "",
                  "| layer | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]

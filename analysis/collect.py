@@ -104,8 +104,13 @@ def run_record(run_dir: Path) -> dict:
             raise UnreadableRunError(f"{hydra_config} cannot be read ({type(err).__name__})") from err
     rows = read_jsonl(run_dir / METRICS_FILE)
     status = state["status"]
+    # The evaluator's weights belong to what a number means: runs measured with two classifiers
+    # are two configurations (two contexts in every table), never pooled. Records from before it
+    # was written have none: they stay comparable with each other only.
+    evaluator = (result or {}).get("evaluator") or next((r["evaluator"] for r in reversed(rows) if "evaluator" in r), {})
+    measured = {**cfg, "evaluator": evaluator}
     record = {"run_dir": str(run_dir), "run": run_dir.name, "status": status,
-              "config": identity(cfg), "config_id": config_id(cfg)}
+              "config": identity(measured), "config_id": config_id(measured)}
     record.update({column: _get(cfg, path) for column, path in KEYS})
     result = result or {}
     last_log = next((r for r in reversed(rows) if "d_loss" in r), {})

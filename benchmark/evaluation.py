@@ -352,6 +352,13 @@ class Evaluator:
         spaces = sorted({p.space for p in self.protocols})
         self.spaces = {s: build_space(s, eval_cfg, device, data_root, progress) for s in spaces}
 
+    @property
+    def identity(self) -> dict[str, str]:
+        """The weights every metric is measured with, by feature space ("fmnist": "fmnist-<sha256[:8]>"):
+        a retrained classifier (CPU training is not bit-reproducible) measures in another space, so
+        numbers of two evaluators are never compared. 2-D points have no weights and no entry."""
+        return {name: space.name for name, space in self.spaces.items() if space.extractor is not None}
+
     def _check_counts(self) -> None:
         problems = protocol_problems(self.protocols, self.cfg, self.dataset.name, self.train_data.dim() == 2,
                                      len(self.train_data))

@@ -193,6 +193,7 @@ class Trainer:
             "pending": torch.stack(self.pending).cpu() if self.pending else torch.zeros(0, 3),
             "last_row": self.last_row,
             "last_eval": self.last_eval,
+            "evaluator": self.evaluator.identity if self.evaluator else {},
             "last_lipschitz": self.last_lipschitz,
             "lipschitz_start_vectors": self.lipschitz.state_dict() if self.lipschitz else {},
         })
@@ -208,6 +209,7 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> None:
         state = checkpoint.load(path, self.cfg)
+        self._check_evaluator(path, state)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -224,6 +226,20 @@ class Trainer:
         self.last_lipschitz = state.get("last_lipschitz")
         if self.lipschitz:
             self.lipschitz.load_state_dict(state.get("lipschitz_start_vectors", {}))
+
+    def _check_evaluator(self, path: Path, state: dict) -> None:
+        """A run whose metrics so far came from one evaluator goes on with the same weights: its
+        curve and its final numbers must be in one feature space (older checkpoints say nothing)."""
+        recorded, now = state.get("evaluator"), self.evaluator.identity if self.evaluator else {}
+        if state.get("last_eval") is None or recorded is None:
+            return
+        differing = sorted(k for k in recorded if k in now and recorded[k] != now[k])
+        if differing:
+            detail = ", ".join(f"{k}: {recorded[k]} in the checkpoint, {now[k]} now" for k in differing)
+            raise checkpoint.CheckpointError(
+                f"checkpoint {path} was evaluated with other weights ({detail}); point eval.classifier "
+                f"(or eval.inception_weights) at the file with that sha256, or move the run away to start it "
+                f"afresh: metrics of two evaluators are never mixed in one run")
 
     def log(self, start: float) -> int | None:
         """Close the timing of the update begun at `start`, write one metrics row, and
@@ -255,6 +271,7 @@ class Trainer:
         row = {"schema": SCHEMA, "kind": "eval", "iteration": self.iteration, "seconds": self.train_seconds}
         try:
             row["metrics"] = self.evaluator.evaluate(self.G, self.cfg.z_dim)
+            row["evaluator"] = self.evaluator.identity
             self.last_eval = {"iteration": self.iteration, "metrics": row["metrics"]}
         except Exception as err:
             row["eval_error"] = f"{type(err).__name__}: {err}"
@@ -300,6 +317,7 @@ class Trainer:
             "final": {name: last.get(name) for name in LOSS_COLUMNS},
             "metrics": self.last_eval["metrics"] if self.last_eval else {},
             "metrics_iteration": self.last_eval["iteration"] if self.last_eval else None,
+            "evaluator": self.evaluator.identity if self.evaluator else {},
             "train_seconds": self.train_seconds,
             "seconds_per_generator_update": self.train_seconds / self.iteration if self.iteration else None,
             "spectral_norms": {k: float(v[0]) if len(v) else None for k, v in sv.items()},

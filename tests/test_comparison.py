@@ -21,7 +21,7 @@ def config(reg="sn", setting="D", n_dis=5, loss="ns", width=0.5, seed=0, iterati
 
 
 def write(sweep: Path, name: str, cfg: dict, status="completed", metrics=None, sigma=None, spectra=None,
-          seconds=1.0) -> Path:
+          seconds=1.0, evaluator=None) -> Path:
     run = sweep / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(json.dumps(cfg))
@@ -29,6 +29,8 @@ def write(sweep: Path, name: str, cfg: dict, status="completed", metrics=None, s
     result = {"schema": 1, "status": status, "iteration": 100, "iterations_planned": 100, "config": cfg,
               "metrics": metrics, "seconds_per_generator_update": seconds, "final": {}, "spectral_norms": {},
               "error": "RuntimeError: boom" if status == "failed" else None}
+    if evaluator is not None:
+        result["evaluator"] = evaluator
     (run / "result.json").write_text(json.dumps(result))
     rows = [{"schema": 1, "iteration": i, "seconds": i / 10.0, "d_loss": 1.0, "g_loss": 1.0,
              "sigma_max": sigma or {"conv1": 1.0}} for i in (50, 100)]
@@ -79,6 +81,22 @@ def test_configurations_are_never_pooled_across_n_dis_width_or_loss(tmp_path):
     best = F.best_setting_table(comparison, IS)
     assert set(zip(best.context, best.method, best.setting, strict=True)) == {
         (f"model.width={w}", f"sn [{loss}]", "D n_dis=5") for w in (0.25, 0.5) for loss in ("ns", "hinge")}
+
+
+def test_runs_measured_with_two_classifiers_are_never_pooled(tmp_path):
+    # a retrained classifier is another feature space: its FID / IS are other numbers
+    sweep = tmp_path / "sweep"
+    write(sweep, "old-0", config(seed=0), metrics={IS: 6.0})  # a record from before evaluators were written
+    write(sweep, "a-1", config(seed=1), metrics={IS: 7.0}, evaluator={"fmnist": "fmnist-aaaaaaaa"})
+    write(sweep, "a-2", config(seed=2), metrics={IS: 7.2}, evaluator={"fmnist": "fmnist-aaaaaaaa"})
+    write(sweep, "b-1", config(seed=1), metrics={IS: 3.0}, evaluator={"fmnist": "fmnist-bbbbbbbb"})
+    comparison = Comparison(*collect([sweep]))
+    assert comparison.labels.context_keys == ["evaluator.fmnist"] and comparison.duplicates.empty
+    summary = comparison.summary(IS).set_index("context")
+    assert summary.loc["evaluator.fmnist=fmnist-aaaaaaaa", "n"] == 2
+    assert summary.loc["evaluator.fmnist=fmnist-aaaaaaaa", "mean"] == pytest.approx(7.1)
+    assert summary.loc["evaluator.fmnist=fmnist-bbbbbbbb", "n"] == 1
+    assert summary.loc["evaluator.fmnist=None", "mean"] == 6.0
 
 
 def test_a_setting_where_two_of_three_seeds_diverged_is_not_chosen(tmp_path):

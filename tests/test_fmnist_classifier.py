@@ -168,3 +168,27 @@ def test_real_classifier_reaches_90_percent(real_fashion_mnist):
     assert record["epochs"] == DEFAULT_EPOCHS and record["train_size"] == 60000
     assert record["test_accuracy"] >= 0.90
     print(f"Fashion-MNIST classifier test accuracy: {record['test_accuracy']:.4f}")
+
+
+def test_a_run_records_its_classifier_and_resumes_only_with_the_same_one(tiny_weights, tiny_config, tmp_path):
+    from benchmark.checkpoint import CheckpointError
+    from benchmark.contract import read_jsonl
+    from benchmark.evaluation import file_digest
+    from benchmark.trainer import Trainer
+
+    other = tmp_path / "retrained.pt"
+    train_tiny(other, seed=1)  # the same recipe, another seed: as a retraining on another machine gives
+    assert file_digest(str(other)) != file_digest(str(tiny_weights))
+
+    def trainer(weights: Path, iterations: int) -> Trainer:
+        return Trainer(tiny_config("eval=fmnist", "eval.smoke_metrics=[fmnist_is500_2splits]",
+                                   f"eval.classifier={weights}", f"eval.cache_root={tmp_path / 'cache'}",
+                                   f"budget.iterations={iterations}"), tmp_path / "run")
+
+    result = trainer(tiny_weights, 2).fit()
+    expected = {"fmnist": f"fmnist-{file_digest(str(tiny_weights))}"}
+    assert result["evaluator"] == expected
+    assert [r["evaluator"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "metrics" in r] == [expected]
+    with pytest.raises(CheckpointError, match=f"{expected['fmnist']} in the checkpoint, fmnist-"):
+        trainer(other, 4).resume()  # its curve would change feature space halfway
+    assert trainer(tiny_weights, 4).fit()["iteration"] == 4  # the same weights, anywhere: it goes on

@@ -311,6 +311,15 @@ def metric_kind(column: str) -> Column | None:
     return None
 
 
+def metric_space(column: str) -> str | None:
+    """The feature space a result column was measured in ("inception", "fmnist", "points"), or None."""
+    for kind in METRIC_KINDS:
+        for suffix in ("", "_std", *(c.suffix for c in kind.columns if c.suffix)):
+            if column.endswith(suffix) and (found := parse_metric(column[:len(column) - len(suffix)])):
+                return found[1]["space"]
+    return None
+
+
 def higher_is_better(name: str) -> bool:
     kind = metric_kind(name)
     if kind is None:

@@ -4,7 +4,9 @@
     python -m benchmark.evaluate --real cifar10 [--split train|test] [--metrics is50k_10splits,fid5k_10k] [key=value ...]
 
 With RUN_DIR, G is rebuilt from the run's config and checkpoint.pt, and the
-new values are merged into its result.json (atomically). With --real, real
+new values are merged into its result.json (atomically); measured with other
+weights than the record's (eval.classifier=...), they replace that feature
+space's old numbers, and the record names the new weights. With --real, real
 images take G's place: by default the training set, as the paper's "real data"
 row of Table 2 is (CIFAR-10's 50k training images give IS 11.24); `--split
 test` scores the held-out split instead (CIFAR-10 / Fashion-MNIST test set,
@@ -23,7 +25,7 @@ from omegaconf import OmegaConf
 
 from benchmark.checkpoint import CheckpointError, load_failure
 from benchmark.config import ConfigError, compose_config, resolve_device
-from benchmark.contract import CHECKPOINT_FILE, HYDRA_CONFIG, RESULT_FILE
+from benchmark.contract import CHECKPOINT_FILE, HYDRA_CONFIG, RESULT_FILE, metric_space
 from benchmark.data import DatasetError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 from benchmark.models import build_models
@@ -86,7 +88,17 @@ def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides
         if result.get("iteration") != state["iteration"]:
             print(f"note: the checkpoint is of iteration {state['iteration']}, result.json of "
                   f"{result.get('iteration')} (a diverged run keeps its last good checkpoint)", file=sys.stderr)
-        result["metrics"] = {**result.get("metrics", {}), **values}
+        # Numbers of two evaluators never share a record: where the weights of a space changed (or were
+        # not recorded), the old numbers of that space go, and the record names the new weights.
+        before, now = result.get("evaluator") or {}, evaluator.identity
+        changed = {space for space in now if before.get(space) != now[space]}
+        dropped = sorted(k for k in result.get("metrics", {}) if metric_space(k) in changed and k not in values)
+        if dropped:
+            print(f"note: {', '.join(dropped)} dropped from {result_path}: measured with other weights than "
+                  f"{', '.join(now[s] for s in sorted(changed))}", file=sys.stderr)
+        kept = {k: v for k, v in result.get("metrics", {}).items() if k not in dropped}
+        result["metrics"] = {**kept, **values}
+        result["evaluator"] = {**before, **now}
         result["metrics_iteration"] = state["iteration"]
         write_json(result_path, result)
     return {"iteration": state["iteration"], "metrics": values}

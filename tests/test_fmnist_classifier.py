@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -192,3 +193,11 @@ def test_a_run_records_its_classifier_and_resumes_only_with_the_same_one(tiny_we
     with pytest.raises(CheckpointError, match=f"{expected['fmnist']} in the checkpoint, fmnist-"):
         trainer(other, 4).resume()  # its curve would change feature space halfway
     assert trainer(tiny_weights, 4).fit()["iteration"] == 4  # the same weights, anywhere: it goes on
+
+    # measured again with the other weights (to compare with a reference measured with them), the record
+    # keeps no number of the first classifier
+    from benchmark.evaluate import evaluate_run
+    evaluate_run(tmp_path / "run", "fmnist_is500_3splits", "cpu", [f"eval.classifier={other}"])
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["evaluator"] == {"fmnist": f"fmnist-{file_digest(str(other))}"}
+    assert set(result["metrics"]) == {"fmnist_is500_3splits", "fmnist_is500_3splits_std"}

@@ -230,12 +230,17 @@ class Comparison:
                                            "no_value", "unfinished", "n", "mean", "ci_low", "ci_high", "split_std"])
 
     def best_settings(self, metric: str) -> pd.DataFrame:
-        """Per (context, method): the setting with the best mean (failures counted by the policy)."""
+        """Per (context, method): the setting with the best mean (failures counted by the policy),
+        among the method's settings with the most seeds that ended (completed, diverged or failed): a
+        partly run grid never crowns a one-seed setting (the luckiest draw of one) over a setting
+        measured with all its seeds."""
         table = self.summary(metric)
         higher = metric_kind(metric).higher_is_better
         rows = []
         for _, group in table.groupby(["context", "method"], sort=True):
             scored = group.dropna(subset=["mean"])
+            ended = scored.seeds - scored.unfinished
+            scored = scored[ended == ended.max()]
             if scored.empty:
                 rows.append(group.iloc[0].to_dict() | {"setting": None, "mean": math.nan, "n": 0})
                 continue
@@ -251,7 +256,8 @@ class Comparison:
                   "diverged, failed and valueless seeds are left out of the means (counted, not scored)")
         return (f"Scores: {what[self.select]}, with G in eval mode. Failures: {failed}. Intervals: 95% "
                 f"percentile bootstrap of the mean over seeds ({BOOTSTRAP_RESAMPLES} resamples); with one seed "
-                f"none, and the IS split std where there is one.")
+                f"none, and the IS split std where there is one. A method's best setting is chosen among its "
+                f"settings with the most seeds that ended.")
 
     # ------------------------------------------------------------ runs behind the figures
     def best_run(self, context: str, method: str, metric: str | None, setting: str | None = None) -> str | None:

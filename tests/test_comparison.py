@@ -115,6 +115,18 @@ def test_a_setting_where_two_of_three_seeds_diverged_is_not_chosen(tmp_path):
     assert Comparison(*collect([sweep]), failed="exclude").best_settings(IS).iloc[0].setting == "C"
 
 
+def test_a_one_seed_setting_is_not_crowned_over_one_with_all_its_seeds(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in range(3):
+        write(sweep, f"A-{seed}", config(setting="A", lr=1e-4, seed=seed), metrics={IS: 6.0 + 0.1 * seed})
+    write(sweep, "C-0", config(setting="C", lr=2e-4, seed=0), metrics={IS: 8.0})  # a partly run grid
+    best = Comparison(*collect([sweep])).best_settings(IS).iloc[0]
+    assert (best.setting, best.n) == ("A", 3)
+    write(sweep, "C-1", config(setting="C", lr=2e-4, seed=1), metrics={IS: 7.5})
+    write(sweep, "C-2", config(setting="C", lr=2e-4, seed=2), metrics={IS: 7.0})
+    assert Comparison(*collect([sweep])).best_settings(IS).iloc[0].setting == "C"
+
+
 def test_a_run_without_good_samples_counts_as_the_worst_kl_not_as_missing(tmp_path):
     sweep = tmp_path / "sweep"
     kl, modes = "mixture10k_kl", "mixture10k_modes"

@@ -170,7 +170,7 @@ def test_diagnostics_are_recorded_apart_from_metrics_and_do_not_change_what_is_t
 def test_tiny_image_run_records_conv_operator_norms(tmp_path, image_root):
     cfg = compose_config([*TINY_IMAGES, f"data_root={image_root}", "budget=smoke", "eval=none", "diagnostics.samples=16"])
     trainer = Trainer(cfg, tmp_path)  # eval=none: the classifier's metrics have tests of their own
-    trainer.evaluator = type("NoMetrics", (), {"evaluate": lambda self, G, z_dim: {}})()
+    trainer.evaluator = type("NoMetrics", (), {"evaluate": lambda self, G, z_dim: {}, "identity": {}})()
     trainer.lipschitz = LipschitzDiagnostics(cfg.diagnostics, trainer.batches.data, cfg.z_dim, 0, 16)
     result = trainer.fit()
     norms = result["lipschitz"]["operator_norm"]
@@ -224,7 +224,7 @@ def test_a_resumed_run_measures_what_an_uninterrupted_one_does(tmp_path, image_r
                               "budget.log_every=1", "budget.checkpoint_every=1", "budget.sample_every=100",
                               "diagnostics.samples=8", "diagnostics.power_iterations=3"])
         t = Trainer(cfg, run_dir)  # eval=none: the classifier's metrics have tests of their own
-        t.evaluator = type("NoMetrics", (), {"evaluate": lambda self, G, z_dim: {}})()
+        t.evaluator = type("NoMetrics", (), {"evaluate": lambda self, G, z_dim: {}, "identity": {}})()
         t.cfg.eval.every = 1
         t.lipschitz = LipschitzDiagnostics(cfg.diagnostics, t.batches.data, cfg.z_dim, 0, 8)
         return t

@@ -92,11 +92,18 @@ def sized_run(tmp_path: Path, seconds: float, **budget) -> tuple[str, ...]:
     base = ("regularizer=none", "setting=B", "budget=short")
     probe = 60
     trainer = Trainer(compose_config([*RING8, *base, f"budget.iterations={probe}"]), tmp_path / "probe")
-    for _ in range(10):  # warm-up: the first updates are slower, and would size the run too short
-        trainer.train_one_update()
-    start = time.perf_counter()
-    for _ in range(probe):
-        trainer.train_one_update()
+    # on one thread, as the job runs: two threads beside other work (a sweep) measure several times slower
+    # than the job then runs, and a run sized that way ends within its first time slot
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(10):  # warm-up: the first updates are slower, and would size the run too short
+            trainer.train_one_update()
+        start = time.perf_counter()
+        for _ in range(probe):
+            trainer.train_one_update()
+    finally:
+        torch.set_num_threads(threads)
     iterations = int(max(200, round(probe / (time.perf_counter() - start) * seconds, -2)))  # logging divides it
     budget = {"iterations": iterations, "log_every": iterations // 20, "checkpoint_every": iterations,
               "sample_every": iterations, **{k: v(iterations) if callable(v) else v for k, v in budget.items()}}

@@ -37,6 +37,7 @@ from benchmark.contract import (
     SchemaError,
     config_id,
     identity,
+    metric_kind,
     read_json,
     read_jsonl,
     run_dirs,
@@ -151,6 +152,7 @@ def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         except UnreadableRunError as err:
             set_aside[str(d)] = str(err)
             warnings.warn(f"run {d} set aside: {err}; relaunching its sweep runs it again", stacklevel=2)
+    _place_unmeasured(records)
     runs = pd.DataFrame(records)
     runs.attrs["set_aside"] = set_aside
     evals = []
@@ -162,6 +164,24 @@ def collect(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
                               "seconds": r.get("seconds"), "metric": name, "value": value})
     return runs, pd.DataFrame(evals, columns=["run_dir", "regularizer", "setting", "seed", "dataset", "iteration",
                                               "seconds", "metric", "value"])
+
+
+def _place_unmeasured(records: list[dict]) -> None:
+    """A run that has measured nothing yet (started, not evaluated) names no evaluator; where every
+    measured run names the same one, it joins them, rather than becoming a context of its own in a
+    report made while the sweep runs. It brings no number, so nothing of two evaluators is pooled."""
+    def evaluator(record: dict) -> dict:
+        return {k: v for k, v in record["config"].items() if k.startswith("evaluator.")}
+
+    measured = [r for r in records if any(metric_kind(k) for k in r)]
+    found = {tuple(sorted(evaluator(r).items())) for r in measured}
+    if len(found) != 1:
+        return
+    (shared,) = found
+    for record in records:
+        if record not in measured and not evaluator(record):
+            record["config"] = {**record["config"], **dict(shared)}
+            record["config_id"] = config_id(record["config"])
 
 
 def sigma_over_training(run_dirs: Iterable[str | Path]) -> pd.DataFrame:

@@ -99,6 +99,16 @@ def test_runs_measured_with_two_classifiers_are_never_pooled(tmp_path):
     assert summary.loc["evaluator.fmnist=None", "mean"] == 6.0
 
 
+def test_a_run_not_yet_evaluated_joins_its_measured_peers(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in range(2):
+        write(sweep, f"a-{seed}", config(seed=seed), metrics={IS: 7.0}, evaluator={"fmnist": "fmnist-aaaaaaaa"})
+    (write(sweep, "a-2", config(seed=2)) / "result.json").unlink()  # started, nothing measured yet
+    comparison = Comparison(*collect([sweep]))
+    assert comparison.labels.context_keys == [] and comparison.runs.config_id.nunique() == 1
+    assert comparison.summary(IS).iloc[0][["seeds", "unfinished", "n"]].tolist() == [3, 1, 2]
+
+
 def test_a_setting_where_two_of_three_seeds_diverged_is_not_chosen(tmp_path):
     sweep = tmp_path / "sweep"
     for seed, (status, value) in enumerate([("completed", 9.0), ("diverged", None), ("failed", None)]):

@@ -137,10 +137,11 @@ class Comparison:
         return Labels(context_keys, common)
 
     def caption(self) -> str:
-        """The keys every run shares, said once (figures label only what varies)."""
+        """The keys every run shares, said once (figures label only what varies), with the evaluator's
+        weights where it has any: a number means something only beside what measured it."""
         keep = ("dataset.name", "model.name", "model.width", "loss.name", "budget.iterations", "batch_size",
                 "setting.name", "regularizer.name")
-        shown = {k: v for k, v in self.labels.common.items() if k in keep}
+        shown = {k: v for k, v in self.labels.common.items() if k in keep or k.startswith("evaluator.")}
         return ", ".join(f"{k}={_value_text(v)}" for k, v in shown.items())
 
     # ------------------------------------------------------------ per-seed values

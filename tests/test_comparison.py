@@ -97,6 +97,9 @@ def test_runs_measured_with_two_classifiers_are_never_pooled(tmp_path):
     assert summary.loc["evaluator.fmnist=fmnist-aaaaaaaa", "mean"] == pytest.approx(7.1)
     assert summary.loc["evaluator.fmnist=fmnist-bbbbbbbb", "n"] == 1
     assert summary.loc["evaluator.fmnist=None", "mean"] == 6.0
+    # where one classifier measured every run, every caption names it
+    one = Comparison(*collect([sweep / "a-1", sweep / "a-2"]))
+    assert "evaluator.fmnist=fmnist-aaaaaaaa" in one.caption()
 
 
 def test_a_run_not_yet_evaluated_joins_its_measured_peers(tmp_path):
@@ -229,3 +232,19 @@ def test_ndis_claim_holds_when_only_wn_degrades(tmp_path):
     verdicts = check_claims(Comparison(*collect([sweep]))).set_index("where")
     assert verdicts.loc["Figure 11", "verdict"] == HOLDS
     assert verdicts.loc["Figure 3", "verdict"] == UNKNOWN  # no wc runs
+
+
+def test_figures_1_2_measure_each_setting_against_the_tables_best_not_a_lucky_single_seed(tmp_path):
+    sweep = tmp_path / "sweep"
+    for reg in ("sn", "wn", "wgangp"):
+        for setting, lr in (("C", 2e-4), ("D", 1e-3)):
+            drop = 3.0 if (reg != "sn" and setting == "D") else 0.0
+            for seed in range(3):
+                write(sweep, f"{reg}-{setting}-{seed}", config(reg, setting=setting, lr=lr, seed=seed),
+                      metrics={IS: 6.0 + 0.1 * seed - drop})
+    # a partly run grid: SN's first seed under E is far better than any full setting
+    write(sweep, "sn-E-0", config("sn", setting="E", seed=0), metrics={IS: 9.0})
+    verdict = check_claims(Comparison(*collect([sweep]))).set_index("where").loc["Figures 1-2"]
+    # against the one-seed E (the old rule), SN's three seeds under D would "degrade" by a third
+    assert "sn D: 6.1 [6, 6.2] (n=3) vs best C:" in verdict["numbers"]
+    assert verdict["verdict"] == HOLDS

@@ -4,7 +4,8 @@
 
 Default input: the newest folder under multirun/, else (a fresh clone) the shipped 2-D reference
 results/reference_2d; default output: figures/<its name>/.
-The timings of `make bench` (outputs/bench/bench.json, or --bench FILE) get a section too.
+The timings of `make bench` get a section too, and the cost verdict reads them: --bench FILE, else the
+bench.json a shipped reference carries, else outputs/bench/bench.json if it exists.
 Reads result files only, writes only into the output folder.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks k
 
 from analysis import figures as F  # noqa: E402
 from analysis.claims import check_claims, claims_markdown  # noqa: E402
-from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, write_atomic_text  # noqa: E402
+from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, read_json, write_atomic_text  # noqa: E402
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
 from analysis.lipschitz import lipschitz_section  # noqa: E402
 from analysis.ranking import SETTLED, ranking_figure, ranking_markdown, ranking_over_training  # noqa: E402
@@ -45,12 +46,26 @@ def protocol_note(metrics: list[str]) -> str | None:
 
 
 DEFAULT_BENCH = Path("outputs/bench/bench.json")
+OWN_BENCH = "bench.json"  # beside a shipped reference's runs: make bench on the machine they ran on
+
+
+def own_bench(paths: list[Path]) -> Path | None:
+    """The make bench JSON a shipped reference carries (results/<name>/bench.json). Its runs' training
+    times come from different sessions' machines and loads, so the cost verdict reads this instead:
+    every method timed side by side in one process, on the reference's model."""
+    if len(paths) == 1 and (Path(paths[0]) / OWN_BENCH).is_file():
+        return Path(paths[0]) / OWN_BENCH
+    return None
 
 
 def bench_section(path: Path, out_dir: Path) -> list[str]:
     bench = read_bench(path)
+    s = read_json(path)["settings"]
     F.save(F.bench_bars(bench), out_dir, "bench")
-    md = ["## Cost measured side by side (make bench)", "", f"From `{path}`, on {bench.device_name.iloc[0]}.", "",
+    md = ["## Cost measured side by side (make bench)", "",
+          f"From `{path}`, on {bench.device_name.iloc[0]}: {s['model']} width {s['width']}, batch {s['batch']}, "
+          f"n_dis {s['n_dis']}, {s['channels']}x{s['size']}x{s['size']} random images, median of {s['rounds']} "
+          "interleaved generator updates. The cost verdict reads these when they are given.", "",
           "![bench](bench.png)", "",
           "| variant | regularizer | s / G update | ratio to none | s / D step | s / G step | GFLOP / G update |",
           "|---|---|---|---|---|---|---|"]
@@ -130,6 +145,8 @@ def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
 
 def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, select: str = "final",
                 failed: str = "worst") -> Path:
+    """`bench`: make bench's JSON; by default the one a shipped reference carries (own_bench)."""
+    bench = bench or own_bench(paths)
     runs, evals = collect(paths)
     comparison = Comparison(runs, evals, select=select, failed=failed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +207,8 @@ def main(argv=None) -> Path:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweeps", nargs="*", type=Path)
     p.add_argument("--out", type=Path)
-    p.add_argument("--bench", type=Path, help=f"make bench's JSON (default: {DEFAULT_BENCH}, if it exists)")
+    p.add_argument("--bench", type=Path, help=f"make bench's JSON (default: the sweep's own {OWN_BENCH} for a shipped reference, "
+                                                 f"else {DEFAULT_BENCH}, if it exists)")
     p.add_argument("--select", choices=SELECTIONS, default="final",
                    help="score each run's final evaluation (default, the authors' protocol) or its best one")
     p.add_argument("--failed", choices=FAILED_POLICIES, default="worst",
@@ -203,7 +221,7 @@ def main(argv=None) -> Path:
             raise FileExistsError(f"--out {out} is a file: name a folder (the report writes several files)")
         if args.bench is not None and not args.bench.is_file():
             raise FileNotFoundError(f"--bench {args.bench}: no such file (make bench writes {DEFAULT_BENCH})")
-        bench = args.bench or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
+        bench = args.bench or own_bench(paths) or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
         report = make_report(paths, out, bench, args.select, args.failed)
     except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,6 +6,9 @@ writes results/<name>/:
     runs/<run>/   result.json, metrics.jsonl, spectra.json, samples/final.png (a 32-colour copy):
                   every finished run (completed, diverged or failed); no checkpoint, no TensorBoard files
     report/       what `make figures SWEEP=results/<name>` writes, text and PNG (the PDFs are left out)
+    bench.json    with --bench: make bench's side-by-side timings of the reference's model, which the
+                  report's cost verdict reads instead of training times from machines that differ
+                  (kept when a later shipment gives none)
     README.md     the commands, the commits and the machine the runs came from, what they cost, the size
 
 Records are copied as they are, so the report regenerated from them (tests/test_reference.py, or
@@ -23,8 +26,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_json, write_atomic_text
-from analysis.report import make_report
+from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_bench, read_json, write_atomic_text
+from analysis.report import OWN_BENCH, make_report
 from benchmark.contract import METRICS_FILE, RESULT_FILE, SPECTRA_FILE
 
 RESULTS = Path("results")
@@ -57,8 +60,16 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def bench_provenance(path: Path) -> str:
+    report = read_json(path)
+    s, env = report["settings"], report["environment"]
+    return (f"- cost measured side by side: [{OWN_BENCH}]({OWN_BENCH}) (make bench, {s['model']} width {s['width']}, "
+            f"n_dis {s['n_dis']}, on {env.get('device_name')}, commit {str(env.get('git_commit'))[:7]}); "
+            "the report's cost verdict reads it")
+
+
 def provenance(results: list[dict], unfinished: list[str], commands: list[str], notes: list[str], name: str,
-               size: int | None = None) -> list[str]:
+               size: int | None = None, bench: Path | None = None) -> list[str]:
     envs = [r.get("environment") or {} for r in results]
     commits = Counter(e.get("git_commit") for e in envs)
     hosts = Counter(f"{e.get('host')} ({e.get('device_name')}, {e.get('torch_threads')} torch thread(s))"
@@ -78,6 +89,8 @@ def provenance(results: list[dict], unfinished: list[str], commands: list[str], 
     md += [f"- packages {p}: {n} runs" for p, n in packages.most_common()]
     md += [f"- shipped from a machine with: {_cpu_model()}",
            f"- training time, summed over runs: {seconds / 3600:.2f} core-hours (each run on one torch thread)"]
+    if bench is not None:
+        md.append(bench_provenance(bench))
     if size is not None:
         md.append(f"- this folder: about {size / 1e6:.1f} MB")
     if notes:
@@ -87,10 +100,16 @@ def provenance(results: list[dict], unfinished: list[str], commands: list[str], 
     return md
 
 
-def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), results_root: Path = RESULTS) -> Path:
+def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), results_root: Path = RESULTS,
+         bench: Path | None = None) -> Path:
     """`results_root` relative to the repository root, as `make figures SWEEP=results/<name>` names it,
-    so that the report names its input the same way."""
+    so that the report names its input the same way. `bench`: make bench's JSON, shipped as the
+    reference's own (read_bench checks it first)."""
     out = results_root / name
+    if bench is not None:
+        read_bench(bench)
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic_text(out / OWN_BENCH, Path(bench).read_text())
     runs_out = out / "runs"
     if runs_out.exists():
         shutil.rmtree(runs_out)  # a reshipment replaces the records whole (the sweep may have gone further)
@@ -110,9 +129,10 @@ def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), res
     for pdf in report_dir.glob("*.pdf"):
         pdf.unlink()
     readme = out / "README.md"
-    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name)) + "\n")
+    own = out / OWN_BENCH if (out / OWN_BENCH).is_file() else None
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, bench=own)) + "\n")
     # then again with the folder's size (this README's own bytes change it by a few)
-    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out))) + "\n")
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out), own)) + "\n")
     return out
 
 
@@ -123,9 +143,10 @@ def main(argv=None) -> Path:
     p.add_argument("--name", required=True, help="results/<name>/")
     p.add_argument("--command", action="append", default=[], help="a command that made the runs (repeatable)")
     p.add_argument("--note", action="append", default=[], help="a caveat the README should say (repeatable)")
+    p.add_argument("--bench", type=Path, help="make bench's JSON for the reference's model, shipped as its own")
     args = p.parse_args(argv)
     try:
-        out = ship(args.sweep, args.name, args.command, args.note)
+        out = ship(args.sweep, args.name, args.command, args.note, bench=args.bench)
     except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -121,6 +121,11 @@ class Trainer:
         self.resumed = False
         self.logger = run_logger.RunLogger()  # fit() opens the configured one, once it knows where the run resumes
 
+    @property
+    def evaluator_identity(self) -> dict:
+        """The weights the metrics come from, as records name them ({} when the run measures nothing)."""
+        return self.evaluator.identity if self.evaluator else {}
+
     # ------------------------------------------------------------ steps
     def sample_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device, generator=self.noise)
@@ -193,7 +198,7 @@ class Trainer:
             "pending": torch.stack(self.pending).cpu() if self.pending else torch.zeros(0, 3),
             "last_row": self.last_row,
             "last_eval": self.last_eval,
-            "evaluator": self.evaluator.identity if self.evaluator else {},
+            "evaluator": self.evaluator_identity,
             "last_lipschitz": self.last_lipschitz,
             "lipschitz_start_vectors": self.lipschitz.state_dict() if self.lipschitz else {},
         })
@@ -230,7 +235,7 @@ class Trainer:
     def _check_evaluator(self, path: Path, state: dict) -> None:
         """A run whose metrics so far came from one evaluator goes on with the same weights: its
         curve and its final numbers must be in one feature space (older checkpoints say nothing)."""
-        recorded, now = state.get("evaluator"), self.evaluator.identity if self.evaluator else {}
+        recorded, now = state.get("evaluator"), self.evaluator_identity
         if state.get("last_eval") is None or recorded is None:
             return
         differing = sorted(k for k in recorded if k in now and recorded[k] != now[k])
@@ -317,7 +322,7 @@ class Trainer:
             "final": {name: last.get(name) for name in LOSS_COLUMNS},
             "metrics": self.last_eval["metrics"] if self.last_eval else {},
             "metrics_iteration": self.last_eval["iteration"] if self.last_eval else None,
-            "evaluator": self.evaluator.identity if self.evaluator else {},
+            "evaluator": self.evaluator_identity,
             "train_seconds": self.train_seconds,
             "seconds_per_generator_update": self.train_seconds / self.iteration if self.iteration else None,
             "spectral_norms": {k: float(v[0]) if len(v) else None for k, v in sv.items()},

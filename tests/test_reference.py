@@ -97,6 +97,21 @@ def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, mo
     regenerated = tmp_path / "again"
     make_report([out], regenerated)
     assert (regenerated / "report.md").read_text() == (out / "report" / "report.md").read_text()
+    assert "make bench" not in (out / "report" / "claims.md").read_text()  # no bench: the runs' own times
+
+    # with make bench's side-by-side timings shipped beside the records, the cost verdict reads them, the
+    # regenerated report too; a later shipment without --bench keeps them
+    from benchmark import bench
+    bench.main(["--model", "mlp", "--regularizers", "sn,wn,wgangp", "--rounds", "1", "--out", "bench.json"])
+    ship(Path("sweep"), "tiny", ["make sweep ..."], bench=Path("bench.json"))
+    ship(Path("sweep"), "tiny", ["make sweep ..."])
+    claims = (out / "report" / "claims.md").read_text()
+    figure_10 = next(line for line in claims.splitlines() if line.startswith("| Figure 10"))
+    assert "from make bench (" in figure_10, figure_10
+    assert "cost measured side by side: [bench.json](bench.json) (make bench, mlp" in (out / "README.md").read_text()
+    make_report([out], regenerated)
+    for name in ("report.md", "claims.md"):
+        assert (regenerated / name).read_text() == (out / "report" / name).read_text()
 
 
 def test_make_figures_shows_the_shipped_reference_until_a_sweep_exists(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from analysis.lipschitz import lipschitz_section  # noqa: E402
 from analysis.ranking import SETTLED, ranking_figure, ranking_markdown, ranking_over_training  # noqa: E402
 from analysis.sweep_status import default_sweep  # noqa: E402
 from benchmark.contract import STATUSES, metric_kind, parse_metric  # noqa: E402
+from benchmark.models import MODELS  # noqa: E402
 
 
 def protocol_note(metrics: list[str]) -> str | None:
@@ -58,14 +59,21 @@ def own_bench(paths: list[Path]) -> Path | None:
     return None
 
 
+def bench_shape(settings: dict) -> str:
+    """What make bench timed, in words: `settings` is its JSON's."""
+    s = settings
+    data = ("2-D points" if MODELS[s["model"]].data == "points" else
+            f"width {s['width']}, {s['channels']}x{s['size']}x{s['size']} random images")
+    return f"{s['model']} ({data}), batch {s['batch']}, n_dis {s['n_dis']}"
+
+
 def bench_section(path: Path, out_dir: Path) -> list[str]:
     bench = read_bench(path)
     s = read_json(path)["settings"]
     F.save(F.bench_bars(bench), out_dir, "bench")
     md = ["## Cost measured side by side (make bench)", "",
-          f"From `{path}`, on {bench.device_name.iloc[0]}: {s['model']} width {s['width']}, batch {s['batch']}, "
-          f"n_dis {s['n_dis']}, {s['channels']}x{s['size']}x{s['size']} random images, median of {s['rounds']} "
-          "interleaved generator updates. The cost verdict reads these when they are given.", "",
+          f"From `{path}`, on {bench.device_name.iloc[0]}: {bench_shape(s)}, median of {s['rounds']} interleaved "
+          "generator updates. The cost verdict reads these.", "",
           "![bench](bench.png)", "",
           "| variant | regularizer | s / G update | ratio to none | s / D step | s / G step | GFLOP / G update |",
           "|---|---|---|---|---|---|---|"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_bench, read_json, write_atomic_text
-from analysis.report import OWN_BENCH, make_report
+from analysis.report import OWN_BENCH, bench_shape, make_report
 from benchmark.contract import METRICS_FILE, RESULT_FILE, SPECTRA_FILE
 
 RESULTS = Path("results")
@@ -63,9 +63,9 @@ def _cpu_model() -> str:
 def bench_provenance(path: Path) -> str:
     report = read_json(path)
     s, env = report["settings"], report["environment"]
-    return (f"- cost measured side by side: [{OWN_BENCH}]({OWN_BENCH}) (make bench, {s['model']} width {s['width']}, "
-            f"n_dis {s['n_dis']}, on {env.get('device_name')}, commit {str(env.get('git_commit'))[:7]}); "
-            "the report's cost verdict reads it")
+    return (f"- cost measured side by side: [{OWN_BENCH}]({OWN_BENCH}) (make bench, {bench_shape(s)}, on "
+            f"{env.get('device_name')} with {env.get('torch_threads')} torch thread(s), commit "
+            f"{str(env.get('git_commit'))[:7]}); the report's cost verdict reads it")
 
 
 def provenance(results: list[dict], unfinished: list[str], commands: list[str], notes: list[str], name: str,

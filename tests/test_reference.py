@@ -108,7 +108,7 @@ def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, mo
     claims = (out / "report" / "claims.md").read_text()
     figure_10 = next(line for line in claims.splitlines() if line.startswith("| Figure 10"))
     assert "from make bench (" in figure_10, figure_10
-    assert "cost measured side by side: [bench.json](bench.json) (make bench, mlp" in (out / "README.md").read_text()
+    assert "cost measured side by side: [bench.json](bench.json) (make bench, mlp (2-D points)" in (out / "README.md").read_text()
     make_report([out], regenerated)
     for name in ("report.md", "claims.md"):
         assert (regenerated / name).read_text() == (out / "report" / name).read_text()

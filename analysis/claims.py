@@ -78,14 +78,19 @@ def robust_under_aggressive_settings(comparison: Comparison, metric: str) -> dic
                 seen += 1
                 if _worse(row, best, higher):
                     degraded.append(row.setting)
-                numbers.append(f"{row.method} {row.setting}: {_estimate(row)} vs best {best.setting}: "
-                               f"{_estimate(best)}")
+                numbers.append(f"{_where(comparison, context)}{row.method} {row.setting}: {_estimate(row)} "
+                               f"vs best {best.setting}: {_estimate(best)}")
         found[reg] = (seen, degraded)
     if any(seen == 0 for seen, _ in found.values()):
         missing = [r for r, (seen, _) in found.items() if seen == 0]
         return {"verdict": UNKNOWN, "numbers": f"no runs under D, E, F for {', '.join(missing)} ({metric})"}
     holds = not found["sn"][1] and all(found[r][1] for r in ("wn", "wgangp"))
     return {"verdict": HOLDS if holds else FAILS, "numbers": "; ".join(numbers)}
+
+
+def _where(comparison: Comparison, context: str) -> str:
+    """Names the context in a verdict's numbers when the runs have several (ring8 and grid25)."""
+    return f"[{context}] " if len(comparison.contexts()) > 1 else ""
 
 
 def _effective_rank(values) -> float:
@@ -158,13 +163,13 @@ def ndis_robustness(comparison: Comparison, metric: str) -> dict:
     verdicts, numbers = {}, []
     for reg in ("wn", "sn"):
         rows = table[table.regularizer == reg]
-        for _, group in rows.groupby(["context", "method"]):
+        for (context, _), group in rows.groupby(["context", "method"]):
             if group.n_dis.nunique() < 2:
                 continue
             group = group.sort_values("n_dis")
             low, high = group.iloc[0], group.iloc[-1]
             verdicts.setdefault(reg, []).append(_worse(high, low, higher))
-            numbers.append(f"{low.method} n_dis {low.n_dis}: {_estimate(low)} -> {high.n_dis}: {_estimate(high)}")
+            numbers.append(f"{_where(comparison, context)}{low.method} n_dis {low.n_dis}: {_estimate(low)} -> {high.n_dis}: {_estimate(high)}")
     if not all(r in verdicts for r in ("wn", "sn")):
         return {"verdict": UNKNOWN, "numbers": f"needs wn and sn under setting D at two or more n_dis ({metric})"}
     holds = all(verdicts["wn"]) and not any(verdicts["sn"])
@@ -176,14 +181,14 @@ def fn_wgangp_collapses(comparison: Comparison, metric: str) -> dict:
     higher = metric_kind(metric).higher_is_better
     best = comparison.best_settings(metric).dropna(subset=["setting"])
     numbers, results = [], []
-    for _, part in best.groupby("context"):
+    for context, part in best.groupby("context"):
         combo = part[part.regularizer == "fn+wgangp"]
         plain = part[part.regularizer == "wgangp"]
         if combo.empty or plain.empty:
             continue
         c, p = combo.iloc[0], plain.iloc[0]
         results.append(_worse(c, p, higher))
-        numbers.append(f"fn+wgangp {_estimate(c)} vs wgangp {_estimate(p)}")
+        numbers.append(f"{_where(comparison, context)}fn+wgangp {_estimate(c)} vs wgangp {_estimate(p)}")
     if not results:
         return {"verdict": UNKNOWN, "numbers": f"needs fn+wgangp and wgangp runs in one context ({metric})"}
     return {"verdict": HOLDS if all(results) else FAILS, "numbers": "; ".join(numbers)}

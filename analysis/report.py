@@ -139,7 +139,7 @@ def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
         fig9 = at_c or chosen
         md += [f"## Discriminator spectra and samples: {context}", "",
                f"Figure 3 and the samples: each method's best run by {primary or 'seed (no metric)'} "
-               f"(its best setting, its best seed): " + ", ".join(f"{m}: {labels[m]}" for m in sorted(labels)), "",
+               f"(its best setting, its best seed): " + "; ".join(labels[m] for m in sorted(labels)), "",
                "Figure 9: " + ("setting C, as in the paper" if at_c else
                                "no run under setting C, so each method's best run instead"), ""]
         F.save(F.singular_value_spectra(chosen, title), out_dir, f"spectra_final{suffix}")

@@ -248,3 +248,21 @@ def test_figures_1_2_measure_each_setting_against_the_tables_best_not_a_lucky_si
     # against the one-seed E (the old rule), SN's three seeds under D would "degrade" by a third
     assert "sn D: 6.1 [6, 6.2] (n=3) vs best C:" in verdict["numbers"]
     assert verdict["verdict"] == HOLDS
+
+
+def test_figures_1_2_pool_the_contexts_and_name_each_one_in_the_numbers(tmp_path):
+    """A 2-D reference has ring8 and grid25: SN degrading on one of them is SN degrading."""
+    sweep = tmp_path / "sweep"
+    for dataset in ("ring8", "grid25"):
+        for reg in ("sn", "wn", "wgangp"):
+            for setting, lr in (("C", 2e-4), ("D", 1e-3)):
+                degrades = setting == "D" and (reg != "sn" or dataset == "grid25")
+                for seed in range(3):
+                    cfg = config(reg, setting=setting, lr=lr, seed=seed)
+                    cfg["dataset"]["name"] = dataset
+                    write(sweep, f"{dataset}-{reg}-{setting}-{seed}", cfg,
+                          metrics={IS: 6.0 + 0.1 * seed - (3.0 if degrades else 0.0)})
+    verdict = check_claims(Comparison(*collect([sweep]))).set_index("where").loc["Figures 1-2"]
+    assert "[dataset.name=grid25] sn D: 3.1" in verdict["numbers"]
+    assert "[dataset.name=ring8] sn D: 6.1" in verdict["numbers"]
+    assert verdict["verdict"] != HOLDS

@@ -79,6 +79,14 @@ def _panels(n: int, width: float, height: float):
     return fig, axes[:, 0]
 
 
+def method_colors(comparison: Comparison) -> dict[str, tuple]:
+    """One color per method in every panel of a figure (ring8 has 14 methods, grid25 four of them:
+    SN must not be red above and pink below), spread over tab20 as a single context's were."""
+    methods = comparison.methods()
+    colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
+    return dict(zip(methods, colors, strict=False))
+
+
 # ------------------------------------------------------------------ Figures 1 and 2
 def settings_bars(comparison: Comparison, metric: str) -> plt.Figure:
     """Final `metric` of every method under every setting, one panel per context: the mean over
@@ -88,15 +96,15 @@ def settings_bars(comparison: Comparison, metric: str) -> plt.Figure:
     n_settings = max(len(comparison.settings(c)) for c in contexts)
     n_methods = max(len(comparison.methods(c)) for c in contexts)
     fig, axes = _panels(len(contexts), max(6, 1.1 * n_settings * max(1, n_methods) / 4), 3.4)
+    colors = method_colors(comparison)
     for ax, context in zip(axes, contexts, strict=True):
         part = table[table.context == context]
         methods, settings = comparison.methods(context), comparison.settings(context)
         width = 0.8 / max(1, len(methods))
-        colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
         for i, method in enumerate(methods):
             rows = part[part.method == method].set_index("setting").reindex(settings)
             x = np.arange(len(settings)) + (i - (len(methods) - 1) / 2) * width
-            ax.bar(x, rows["mean"], width, yerr=_yerr(rows["mean"], rows.ci_low, rows.ci_high), color=colors[i],
+            ax.bar(x, rows["mean"], width, yerr=_yerr(rows["mean"], rows.ci_low, rows.ci_high), color=colors[method],
                    label=method, capsize=1.5, linewidth=0)
             for xi, r in zip(x, rows.itertuples(), strict=True):
                 if isinstance(r.seeds, (int, np.integer)) or (isinstance(r.seeds, float) and not math.isnan(r.seeds)):
@@ -201,7 +209,7 @@ def learning_curves(comparison: Comparison, metric: str) -> plt.Figure:
     best = comparison.best_settings(metric).dropna(subset=["setting"])
     contexts = sorted(best.context.unique()) or ["all runs"]
     fig, axes = plt.subplots(len(contexts), 2, figsize=(10, 3.4 * len(contexts)), squeeze=False)
-    runs = comparison.runs
+    runs, colors = comparison.runs, method_colors(comparison)
     for (by_iter, by_time), context in zip(axes, contexts, strict=True):
         for r in best[best.context == context].itertuples():
             dirs = list(runs[(runs.context == context) & (runs.method == r.method)
@@ -210,10 +218,11 @@ def learning_curves(comparison: Comparison, metric: str) -> plt.Figure:
             if curve.empty:
                 continue
             label = f"{r.method} ({r.setting})"
-            line, = by_iter.plot(curve.iteration, curve["mean"], marker=".", label=label)
-            by_time.plot(curve.seconds, curve["mean"], marker=".", color=line.get_color(), label=label)
+            color = colors[r.method]
+            by_iter.plot(curve.iteration, curve["mean"], marker=".", color=color, label=label)
+            by_time.plot(curve.seconds, curve["mean"], marker=".", color=color, label=label)
             if curve.low.notna().any():
-                by_iter.fill_between(curve.iteration, curve.low, curve.high, color=line.get_color(), alpha=0.15)
+                by_iter.fill_between(curve.iteration, curve.low, curve.high, color=color, alpha=0.15)
         by_iter.set_xlabel("generator updates")
         by_time.set_xlabel("training seconds")
         by_iter.set_title(context, fontsize=8)

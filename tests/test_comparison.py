@@ -266,3 +266,21 @@ def test_figures_1_2_pool_the_contexts_and_name_each_one_in_the_numbers(tmp_path
     assert "[dataset.name=grid25] sn D: 3.1" in verdict["numbers"]
     assert "[dataset.name=ring8] sn D: 6.1" in verdict["numbers"]
     assert verdict["verdict"] != HOLDS
+
+
+def test_a_method_keeps_its_color_in_every_panel(tmp_path):
+    """ring8 has every method and grid25 a few: SN is one color in both panels of a figure."""
+    sweep = tmp_path / "sweep"
+    for dataset, regs in (("ring8", ("none", "sn", "wn", "wc")), ("grid25", ("sn", "wc"))):
+        for reg in regs:
+            cfg = config(reg)
+            cfg["dataset"]["name"] = dataset
+            write(sweep, f"{dataset}-{reg}", cfg, metrics={IS: 5.0})
+    comparison = Comparison(*collect([sweep]))
+    fig = F.settings_bars(comparison, IS)
+    colors = [{t.get_text(): h.get_facecolor() for h, t in zip(ax.get_legend().legend_handles,
+                                                                  ax.get_legend().get_texts(), strict=True)}
+              for ax in fig.axes]
+    shared = [m for m in colors[0] if m in colors[1]]
+    assert len(shared) == 2 and all(colors[0][m] == colors[1][m] for m in shared)
+    assert len({colors[1][m] for m in colors[1]}) == 4  # ring8's four methods, four colors

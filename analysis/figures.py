@@ -80,11 +80,11 @@ def _panels(n: int, width: float, height: float):
 
 
 def method_colors(comparison: Comparison) -> dict[str, tuple]:
-    """One color per method in every panel of a figure (ring8 has 14 methods, grid25 four of them:
-    SN must not be red above and pink below), spread over tab20 as a single context's were."""
+    """One color per method in every panel of a figure (ring8 has 14 methods, grid25 fewer: SN must
+    not be red above and pink below), spread over tab20 as a single context's were."""
     methods = comparison.methods()
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
-    return dict(zip(methods, colors, strict=False))
+    return dict(zip(methods, colors[:len(methods)], strict=True))
 
 
 # ------------------------------------------------------------------ Figures 1 and 2

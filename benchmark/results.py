@@ -63,6 +63,25 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def cpu_description() -> dict:
+    """The CPU's model and vector extensions, and the kernel set torch picked on it: on another CPU
+    (AVX2 against AVX-512, say) float sums are ordered otherwise, so a run follows another trajectory."""
+    model, flags = platform.processor() or None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:  # not Linux: the model from platform, no flags
+        pass
+    vector = sorted(f for f in flags if f.startswith(("sse4", "avx", "amx")) or f in ("fma", "f16c"))
+    return {"model": model, "vector_extensions": vector,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def environment(device: torch.device) -> dict:
     versions = {}
     for package in ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "torch-fidelity"):
@@ -78,4 +97,5 @@ def environment(device: torch.device) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
     }

@@ -33,6 +33,7 @@ from benchmark.contract import (
     METRICS_FILE,
     RESULT_FILE,
     SPECTRA_FILE,
+    UNREADABLE,
     ResultsFileError,
     SchemaError,
     config_id,
@@ -92,7 +93,7 @@ def read_bench(path: Path) -> pd.DataFrame:
 def run_record(run_dir: Path) -> dict:
     """One row of `runs`; its status is benchmark.contract.run_status's (sweep-status says the same)."""
     state = run_status(run_dir)
-    if state["status"] == "unreadable":
+    if state["status"] == UNREADABLE:
         raise UnreadableRunError(state["error"])
     result = state["result"]
     if result is not None and "config" in result:

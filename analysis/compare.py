@@ -1,4 +1,4 @@
-"""The comparison's rules (shared/DESIGN.md), applied to the frames of analysis.collect.
+"""The comparison's rules (docs/comparison.md), applied to the frames of analysis.collect.
 
     table = Comparison(runs, evals).summary("fid5k_10k")      # one row per configuration
 
@@ -20,6 +20,11 @@
    no interval; its IS split std is shown instead, labelled as such.
 5. `select="final"` scores the final evaluation (the authors' protocol); `select="best"` the
    best evaluation during training (what some libraries report): tables say which.
+6. `at=N` scores every run as if it had stopped at generator update N: its evaluation there
+   (or, with select="best", its best up to there). A run trained further is the same training
+   up to N (settings without a learning-rate decay depend on nothing past the present), so the
+   budget leaves its configuration and a 10K run extends a 5K one; runs that end before N are
+   left out and counted. Ties: a best or worst setting is chosen by mean, then by setting order.
 """
 from __future__ import annotations
 
@@ -30,7 +35,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.contract import ENDED, FINISHED, STATUS_RANK, metric_kind, primary_metric
+from analysis.collect import sigma_over_training
+from benchmark.contract import (
+    COMPLETED,
+    DIVERGED,
+    ENDED,
+    FAILED,
+    FINISHED,
+    STATUS_RANK,
+    config_id,
+    metric_kind,
+    primary_metric,
+)
 
 FAILED_POLICIES = ("worst", "exclude")
 SELECTIONS = ("final", "best")
@@ -79,15 +95,55 @@ class Labels:
     common: dict              # keys equal across all runs (said once, in captions)
 
 
+BUDGET_KEY = "budget.iterations"
+
+
+def stopped_at(runs: pd.DataFrame, evals: pd.DataFrame, at: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The records as they stood at generator update `at`: (runs, evals, left out). A run's metric
+    columns become its evaluation at `at`, its status what it was then (a run that diverged later
+    was running fine; one still training past `at` has a finished first part), and its budget
+    leaves its configuration unless the learning rate decays over the budget."""
+    planned = pd.to_numeric(runs.iterations_planned, errors="coerce")
+    left_out = runs[~(planned >= at)]
+    runs = runs[planned >= at].copy()
+    evals = evals[pd.to_numeric(evals.iteration, errors="coerce") <= at]
+    here = evals[evals.iteration == at]
+    metrics = [c for c in runs.columns if metric_kind(c) is not None]
+    values = {(r.run_dir, r.metric): r.value for r in here.itertuples()}
+    reached = set(here.run_dir)
+    diverged_at = pd.to_numeric(runs.diverged_at, errors="coerce")
+    status = runs.status.copy()
+    still_fine = runs.run_dir.isin(reached) & ~(diverged_at <= at)
+    status[still_fine] = COMPLETED
+    runs["status"] = status
+    for column in metrics:
+        runs[column] = [values.get((d, column)) for d in runs.run_dir]
+    runs["null_metrics"] = [tuple(sorted(m for m in metrics if (d, m) in values and values[d, m] is None))
+                            for d in runs.run_dir]
+    runs["iteration"] = pd.to_numeric(runs.iteration, errors="coerce").clip(upper=at)
+
+    def without_budget(config: dict) -> dict:
+        decays = config.get("setting.lr_decay") not in (None, "none")
+        return config if decays else {k: v for k, v in config.items() if k != BUDGET_KEY}
+    runs["config"] = runs.config.map(without_budget)
+    runs["config_id"] = runs.config.map(config_id)
+    return runs, evals, left_out
+
+
 class Comparison:
     def __init__(self, runs: pd.DataFrame, evals: pd.DataFrame | None = None, select: str = "final",
-                 failed: str = "worst"):
+                 failed: str = "worst", at: int | None = None):
         if select not in SELECTIONS:
             raise ValueError(f"select={select!r}; valid: {', '.join(SELECTIONS)}")
         if failed not in FAILED_POLICIES:
             raise ValueError(f"failed={failed!r}; valid: {', '.join(FAILED_POLICIES)}")
-        self.select, self.failed = select, failed
+        if at is not None and at < 1:
+            raise ValueError(f"at={at}: a generator update, >= 1")
+        self.select, self.failed, self.at = select, failed, at
         self.evals = evals if evals is not None else pd.DataFrame(columns=["run_dir", "iteration", "metric", "value"])
+        self.left_out = runs.iloc[:0]
+        if at is not None:
+            runs, self.evals, self.left_out = stopped_at(runs, self.evals, at)
         self.runs, self.duplicates = self._deduplicated(runs)
         self.labels = self._label()
 
@@ -126,14 +182,17 @@ class Comparison:
             return text + ("" if not own else " " + ",".join(
                 f"{k.split('.', 1)[1]}={_value_text(config.get(k))}" for k in own))
 
-        by_reg = {r: [c for c in configs if c.get("regularizer.name") == r] for r in
-                  {c.get("regularizer.name") for c in configs}}
-        by_setting = {s: [c for c in configs if c.get("setting.name") == s] for s in
-                      {c.get("setting.name") for c in configs}}
-        runs["method"] = [method(c, by_reg[c.get("regularizer.name")]) for c in configs]
-        runs["setting_label"] = [setting(c, by_setting[c.get("setting.name")]) for c in configs]
-        runs["context"] = [", ".join(f"{k}={_value_text(c.get(k))}" for k in context_keys) or "all runs"
-                           for c in configs]
+        # a method or setting is labelled by what varies among its peers IN ITS CONTEXT: setting D at
+        # n_dis 1-20 in a Figure 11 context does not rename setting D in the contexts beside it
+        contexts = [", ".join(f"{k}={_value_text(c.get(k))}" for k in context_keys) or "all runs" for c in configs]
+        by_reg, by_setting = {}, {}
+        for c, context in zip(configs, contexts, strict=True):
+            by_reg.setdefault((context, c.get("regularizer.name")), []).append(c)
+            by_setting.setdefault((context, c.get("setting.name")), []).append(c)
+        runs["method"] = [method(c, by_reg[x, c.get("regularizer.name")]) for c, x in zip(configs, contexts, strict=True)]
+        runs["setting_label"] = [setting(c, by_setting[x, c.get("setting.name")])
+                                 for c, x in zip(configs, contexts, strict=True)]
+        runs["context"] = contexts
         return Labels(context_keys, common)
 
     def caption(self) -> str:
@@ -174,12 +233,12 @@ class Comparison:
             raw = runs.run_dir.map(self._best_during_training(metric)).astype(float)
         nulls = runs.null_metrics.map(lambda names: metric in names) if "null_metrics" in runs else False
         runs["outcome"] = runs.status
-        runs.loc[(runs.status == "completed") & nulls & raw.isna(), "outcome"] = "no value"
-        evaluated = runs.outcome != "completed"
+        runs.loc[(runs.status == COMPLETED) & nulls & raw.isna(), "outcome"] = "no value"
+        evaluated = runs.outcome != COMPLETED
         evaluated |= raw.notna()
         runs = runs[evaluated]  # completed runs never evaluated under this protocol are not part of it
         raw = raw[evaluated]
-        bad = runs.outcome != "completed"
+        bad = runs.outcome != COMPLETED
         runs["split_std"] = pd.to_numeric(runs[f"{metric}_std"], errors="coerce") if f"{metric}_std" in runs \
             else np.nan
         if self.failed == "exclude":
@@ -219,24 +278,32 @@ class Comparison:
             rows.append({
                 "context": context, "method": method, "setting": setting,
                 **{column: first.get(key) for column, key in DESCRIBING.items()},
-                "seeds": len(group), "completed": int((scored.outcome == "completed").sum()),
-                "diverged": int((group.status == "diverged").sum()), "failed": int((group.status == "failed").sum()),
+                "seeds": len(group), COMPLETED: int((scored.outcome == COMPLETED).sum()),
+                DIVERGED: int((group.status == DIVERGED).sum()), FAILED: int((group.status == FAILED).sum()),
                 "no_value": int((scored.outcome == "no value").sum()),
                 "unfinished": int((~group.status.isin(ENDED)).sum()),
                 "n": len(kept), "mean": kept.mean() if len(kept) else math.nan, "ci_low": low, "ci_high": high,
                 "split_std": float(scored.split_std.iloc[0]) if len(kept) == 1 and scored.split_std.notna().any()
                 else math.nan,
             })
-        return pd.DataFrame(rows, columns=["context", "method", "setting", *DESCRIBING, "seeds", "completed", "diverged", "failed",
+        return pd.DataFrame(rows, columns=["context", "method", "setting", *DESCRIBING, "seeds", COMPLETED, DIVERGED, FAILED,
                                            "no_value", "unfinished", "n", "mean", "ci_low", "ci_high", "split_std"])
 
     def best_settings(self, metric: str) -> pd.DataFrame:
         """Per (context, method): the setting with the best mean (failures counted by the policy),
         among the method's settings with the most seeds that ended (completed, diverged or failed): a
         partly run grid never crowns a one-seed setting (the luckiest draw of one) over a setting
-        measured with all its seeds."""
+        measured with all its seeds. A tie goes to the earlier setting (A-F order)."""
+        return self._extreme_settings(metric, worst=False)
+
+    def worst_settings(self, metric: str) -> pd.DataFrame:
+        """Per (context, method): the setting with the worst mean, by the same rules (a tie goes to
+        the earlier setting too: ring8's DRAGAN has KL 2.0794 under both B and C, and B is named)."""
+        return self._extreme_settings(metric, worst=True)
+
+    def _extreme_settings(self, metric: str, worst: bool) -> pd.DataFrame:
         table = self.summary(metric)
-        higher = metric_kind(metric).higher_is_better
+        first_is_higher = metric_kind(metric).higher_is_better != worst
         rows = []
         for _, group in table.groupby(["context", "method"], sort=True):
             scored = group.dropna(subset=["mean"])
@@ -245,12 +312,18 @@ class Comparison:
             if scored.empty:
                 rows.append(group.iloc[0].to_dict() | {"setting": None, "mean": math.nan, "n": 0})
                 continue
-            best = scored["mean"].idxmax() if higher else scored["mean"].idxmin()
-            rows.append(table.loc[best].to_dict())
+            order = sorted(scored.index, key=lambda i: (-scored.at[i, "mean"] if first_is_higher else scored.at[i, "mean"],
+                                                        _setting_order(scored.at[i, "setting"])))
+            rows.append(table.loc[order[0]].to_dict())
         return pd.DataFrame(rows, columns=table.columns)
 
     def policy_text(self, metric: str | None = None) -> str:
         what = {"final": "the final evaluation of each run", "best": "each run's best evaluation during training"}
+        if self.at is not None:
+            what = {"final": f"each run's evaluation at generator update {self.at}",
+                    "best": f"each run's best evaluation up to generator update {self.at}"}
+            left = f" ({len(self.left_out)} run(s) with a shorter budget left out)" if len(self.left_out) else ""
+            what = {k: v + left for k, v in what.items()}
         failed = ("a diverged or failed seed, or one whose metric has no value, counts as the worst value of its "
                   "metric (its worst possible value where there is one, else the worst any run of the same "
                   "context reached)" if self.failed == "worst" else
@@ -258,7 +331,7 @@ class Comparison:
         return (f"Scores: {what[self.select]}, with G in eval mode. Failures: {failed}. Intervals: 95% "
                 f"percentile bootstrap of the mean over seeds ({BOOTSTRAP_RESAMPLES} resamples); with one seed "
                 f"none, and the IS split std where there is one. A method's best setting is chosen among its "
-                f"settings with the most seeds that ended.")
+                f"settings with the most seeds that ended; a tie goes to the earlier setting.")
 
     # ------------------------------------------------------------ runs behind the figures
     def best_run(self, context: str, method: str, metric: str | None, setting: str | None = None) -> str | None:
@@ -281,6 +354,21 @@ class Comparison:
             index = values.idxmax() if metric_kind(metric).higher_is_better else values.idxmin()
             return runs.loc[index, "run_dir"]
         return runs.sort_values(["seed", "run_dir"]).run_dir.iloc[0]
+
+    def representative_runs(self, context: str, metric: str | None, setting: str | None = None) -> dict[str, str]:
+        """Each method's run to draw in `context`: its best seed at its best setting by `metric` (the
+        SN paper's Figure 3 takes each method's IS-best setting), or at `setting` (Figure 9: C)."""
+        chosen = {}
+        for method in self.methods(context):
+            run = self.best_run(context, method, metric, setting)
+            if run is not None:
+                chosen[method] = run
+        return chosen
+
+    def sigma_over_training(self, run_dirs) -> pd.DataFrame:
+        """analysis.collect.sigma_over_training, up to the generator update the runs are scored at."""
+        sigma = sigma_over_training(run_dirs)
+        return sigma if self.at is None else sigma[sigma.iteration <= self.at]
 
     def contexts(self) -> list[str]:
         return sorted(self.runs.context.unique())

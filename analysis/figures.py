@@ -9,7 +9,6 @@ labelled by what varies, with what every run shares said once in the caption.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,44 +17,16 @@ import pandas as pd
 
 from analysis.collect import final_spectra, sigma_over_training
 from analysis.compare import Comparison, bootstrap_ci
-from benchmark.contract import higher_is_better
-
-# SN paper Table 2 (Inception score, FID) under its own protocol: is50k_10splits and fid5k_10k.
-# Keys: (dataset, model, loss, regularizer); "ns" is the paper's standard loss.
-PAPER_TABLE_2 = {
-    ("cifar10", "cnn", "ns", "wc"): (6.41, 42.6), ("cifar10", "cnn", "ns", "gangp"): (6.93, 37.7),
-    ("cifar10", "cnn", "wgan", "wgangp"): (6.68, 40.2), ("cifar10", "cnn", "ns", "bn"): (6.27, 56.3),
-    ("cifar10", "cnn", "ns", "ln"): (7.19, 33.9), ("cifar10", "cnn", "ns", "wn"): (6.84, 34.7),
-    ("cifar10", "cnn", "ns", "ortho"): (7.40, 29.0), ("cifar10", "cnn", "ns", "sn"): (7.42, 29.3),
-    ("cifar10", "cnn", "hinge", "sn"): (7.58, 25.5),
-    ("cifar10", "resnet", "hinge", "ortho"): (7.92, 23.8), ("cifar10", "resnet", "hinge", "sn"): (8.22, 21.7),
-    ("stl10", "cnn", "ns", "wc"): (7.57, 64.2), ("stl10", "cnn", "wgan", "wgangp"): (8.42, 55.1),
-    ("stl10", "cnn", "ns", "ln"): (7.61, 75.6), ("stl10", "cnn", "ns", "wn"): (7.16, 73.4),
-    ("stl10", "cnn", "ns", "ortho"): (8.56, 46.7), ("stl10", "cnn", "ns", "sn"): (8.28, 53.1),
-    ("stl10", "resnet", "hinge", "ortho"): (8.72, 42.4), ("stl10", "resnet", "hinge", "sn"): (9.10, 40.1),
-}
-PAPER_PROTOCOL = {"is50k_10splits": 0, "fid5k_10k": 1}
-
-
-def paper_value(row, metric: str):
-    """The SN paper's Table 2 number for a summary row, only where the run is the paper's:
-    the same protocol, dataset, model, loss and method, at full width, 100K updates and an
-    unmodified Table 1 setting. Anything else is another experiment and gets no paper number."""
-    if metric not in PAPER_PROTOCOL or row.setting is None or row.setting != row.setting_name:
-        return None
-    if row.iterations != 100000 or (row.width is not None and row.width != 1.0):
-        return None
-    values = PAPER_TABLE_2.get((row.dataset, row.model, row.loss, row.regularizer))
-    return None if values is None else values[PAPER_PROTOCOL[metric]]
+from analysis.numbers import estimate, fmt
+from analysis.paper import PAPER_PROTOCOLS, paper_value
+from benchmark.contract import FINAL_SAMPLES, higher_is_better, write_atomic
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path in paths:  # atomically: a half-drawn figure never replaces a whole one
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, bbox_inches="tight", dpi=120)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", dpi=120))
     plt.close(fig)
     return paths
 
@@ -125,28 +96,54 @@ def settings_bars(comparison: Comparison, metric: str) -> plt.Figure:
     return fig
 
 
+# ------------------------------------------------------------------ the whole comparison at a glance
+def overview_heatmap(comparison: Comparison, metric: str, settings: tuple[str, ...] | None = None) -> plt.Figure:
+    """Methods x settings, the mean over seeds in each cell (color: better is greener, scaled within
+    each context), a dagger and count where seeds diverged, failed or have no value; methods ordered
+    by their worst setting, the most robust on top. Sized to read at 800 px: the README's figure."""
+    table = comparison.summary(metric)
+    higher = higher_is_better(metric)
+    contexts = sorted(table.context.unique())
+    shown = [s for s in (settings or comparison.settings()) if s in set(table.setting)]
+    heights = [max(2, len(table[table.context == c].method.unique())) for c in contexts]
+    fig, axes = plt.subplots(len(contexts), 1, figsize=(6.6, 0.9 + 0.28 * sum(heights) + 0.5 * len(contexts)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, context in zip(axes[:, 0], contexts, strict=True):
+        part = table[table.context == context]
+        grid = part.pivot_table(index="method", columns="setting", values="mean", aggfunc="first").reindex(
+            columns=[s for s in shown if s in set(part.setting)])
+        bad = part.assign(bad=part.diverged + part.failed + part.no_value).pivot_table(
+            index="method", columns="setting", values="bad", aggfunc="first").reindex_like(grid)
+        worst = grid.min(axis=1) if higher else grid.max(axis=1)
+        order = sorted(grid.index, key=lambda m: (-worst[m] if higher else worst[m], m))
+        grid, bad = grid.loc[order], bad.loc[order]
+        values = grid.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        ax.imshow(values, cmap="RdYlGn" if higher else "RdYlGn_r", vmin=low, vmax=high if high > low else low + 1,
+                  aspect="auto")
+        for (i, j), value in np.ndenumerate(values):
+            n_bad = bad.iat[i, j]
+            text = fmt(value) + (f" \u2020{int(n_bad)}" if pd.notna(n_bad) and n_bad else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(grid.shape[1]), grid.columns, fontsize=8)
+        ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
+        ax.xaxis.tick_top()
+        ax.set_title(f"{context}  ({metric}, {_direction(metric)})", fontsize=8, pad=14)
+    fig.suptitle(f"mean over seeds; \u2020N: N seeds diverged, failed or without a value (scored "
+                 f"{comparison.failed}); methods ordered by their worst setting", fontsize=7, y=0.995)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------ Table 2
 def best_setting_table(comparison: Comparison, metric: str) -> pd.DataFrame:
     """Per (context, method): its best setting, the mean and 95% interval over seeds, n, the
     failure counts, and the paper's number where the run is the paper's experiment."""
     table = comparison.best_settings(metric)
-    if metric in PAPER_PROTOCOL and not table.empty:
+    if metric in PAPER_PROTOCOLS and not table.empty:
         table["paper"] = [paper_value(r, metric) for r in table.itertuples()]
     return table
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
-def _estimate(r) -> str:
-    if r.n >= 2:
-        return f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-    if r.n == 1 and not math.isnan(r.split_std):
-        return f"{_fmt(r.mean)} +- {_fmt(r.split_std, 2)} (split std)"
-    return _fmt(r.mean)
 
 
 def _table_rows(table: pd.DataFrame, comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -156,9 +153,9 @@ def _table_rows(table: pd.DataFrame, comparison: Comparison) -> tuple[list[str],
     rows = []
     for r in table.itertuples():
         cells = ([r.context] if context else []) + [
-            r.method, _fmt(r.setting), _estimate(r), f"{r.n} / {r.seeds}", f"{r.diverged} / {r.failed} / {r.no_value}"]
+            r.method, fmt(r.setting), estimate(r), f"{r.n} / {r.seeds}", f"{r.diverged} / {r.failed} / {r.no_value}"]
         if "paper" in table:
-            cells.append(_fmt(r.paper))
+            cells.append(fmt(r.paper))
         rows.append(cells)
     return head, rows
 
@@ -166,7 +163,7 @@ def _table_rows(table: pd.DataFrame, comparison: Comparison) -> tuple[list[str],
 def table_caption(comparison: Comparison, metric: str) -> str:
     paper = (f"Paper: SN paper Table 2 under the same protocol ({metric}), shown only for the paper's own "
              f"experiment (full width, 100K updates, an unmodified setting); its +- is the std over the 10 IS "
-             f"splits for the standard CNN and over seeds for the ResNets." if metric in PAPER_PROTOCOL else
+             f"splits for the standard CNN and over seeds for the ResNets." if metric in PAPER_PROTOCOLS else
              f"No paper values: the SN paper reports is50k_10splits and fid5k_10k; {metric} is another protocol.")
     common = comparison.caption()
     return (f"Best setting per method by {metric} ({_direction(metric)}). {comparison.policy_text()} "
@@ -277,18 +274,6 @@ def ndis_figure(comparison: Comparison, metric: str) -> plt.Figure:
 
 
 # ------------------------------------------------------------------ spectra (Figures 3 and 9)
-def representative_runs(comparison: Comparison, context: str, metric: str | None,
-                        setting: str | None = None) -> dict[str, str]:
-    """Each method's run to draw in `context`: its best seed at its best setting by `metric`
-    (the SN paper's Figure 3 takes each method's IS-best setting), or at `setting` (Figure 9: C)."""
-    chosen = {}
-    for method in comparison.methods(context):
-        run = comparison.best_run(context, method, metric, setting)
-        if run is not None:
-            chosen[method] = run
-    return chosen
-
-
 def run_label(comparison: Comparison, run_dir: str) -> str:
     r = comparison.runs.set_index("run_dir").loc[run_dir]
     return f"{r.method}, {r.setting_label}, seed {r.seed}"
@@ -401,14 +386,14 @@ def bench_bars(bench: pd.DataFrame) -> plt.Figure:
 # ------------------------------------------------------------------ samples
 def sample_grids(chosen: dict[str, str], labels: dict[str, str] | None = None, title: str = "") -> plt.Figure:
     """Final samples of each chosen run, titled by method, setting and seed (`labels`)."""
-    regs = sorted(r for r in chosen if (Path(chosen[r]) / "samples" / "final.png").is_file())
+    regs = sorted(r for r in chosen if (Path(chosen[r]) / FINAL_SAMPLES).is_file())
     cols = min(4, max(1, len(regs)))
     rows = max(1, math.ceil(len(regs) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, reg in zip(axes.flat, regs, strict=False):
-        ax.imshow(plt.imread(Path(chosen[reg]) / "samples" / "final.png"))
+        ax.imshow(plt.imread(Path(chosen[reg]) / FINAL_SAMPLES))
         ax.set_title((labels or {}).get(reg, reg), fontsize=7)
     fig.suptitle(f"final samples of each method's best run (fixed latents){title}", fontsize=8)
     fig.tight_layout()

@@ -19,7 +19,8 @@ import pandas as pd
 from analysis.collect import write_atomic_text
 from analysis.compare import Comparison
 from analysis.figures import save
-from benchmark.contract import METRICS_FILE, RESULT_FILE, read_json, read_jsonl
+from analysis.numbers import fmt
+from benchmark.contract import COMPLETED, METRICS_FILE, RESULT_FILE, read_json, read_jsonl
 
 COLUMNS = ("grad_max", "grad_mean", "ascent_max", "layer_product", "layer_product_is_bound")
 LABELS = ("dataset", "model", "width", "regularizer", "method", "setting_label", "context", "seed")
@@ -31,7 +32,7 @@ def lipschitz_over_training(comparison: Comparison) -> pd.DataFrame:
     rows = []
     for run in comparison.runs.to_dict("records"):
         for r in read_jsonl(Path(run["run_dir"]) / METRICS_FILE):
-            if "lipschitz" in r:
+            if "lipschitz" in r and (comparison.at is None or r["iteration"] <= comparison.at):
                 rows.append({"run_dir": run["run_dir"], **{k: run.get(k) for k in LABELS},
                              "iteration": r["iteration"], **{k: r["lipschitz"].get(k) for k in COLUMNS}})
     table = pd.DataFrame(rows, columns=["run_dir", *LABELS, "iteration", *COLUMNS])
@@ -86,7 +87,7 @@ def sn_layer_table(comparison: Comparison) -> str:
     (result.json); one table per dataset and model, a column per configuration (its lowest
     completed seed)."""
     runs = comparison.runs
-    sn = runs[(runs.regularizer == "sn") & (runs.status == "completed")].sort_values("seed")
+    sn = runs[(runs.regularizer == "sn") & (runs.status == COMPLETED)].sort_values("seed")
     chosen = sn.drop_duplicates("config_id")
     blocks = []
     for (dataset, model, width), group in chosen.groupby(["dataset", "model", "width"], dropna=False, sort=True):
@@ -100,8 +101,8 @@ def sn_layer_table(comparison: Comparison) -> str:
             iterations.add(str(result["iteration"]))
             columns.append(column)
             for layer, true in lipschitz["operator_norm"].items():
-                cells.setdefault(layer, {})[column] = f"{_fmt(result['spectral_norms'].get(layer))} / {_fmt(true)}"
-            products.append(f"{column}: {_fmt(lipschitz['layer_product'])} / {_fmt(lipschitz['grad_max'])}")
+                cells.setdefault(layer, {})[column] = f"{fmt(result['spectral_norms'].get(layer), 4)} / {fmt(true, 4)}"
+            products.append(f"{column}: {fmt(lipschitz['layer_product'], 4)} / {fmt(lipschitz['grad_max'], 4)}")
         if not columns:
             continue
         lines = [f"{dataset}, {model}" + (f" width {width}" if pd.notna(width) else "")  # a points model has none
@@ -112,10 +113,6 @@ def sn_layer_table(comparison: Comparison) -> str:
         lines += ["", "Layer product / largest input gradient: " + "; ".join(products) + "."]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
-
-
-def _fmt(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.4g}"
 
 
 def lipschitz_section(comparison: Comparison, out_dir: Path) -> list[str]:

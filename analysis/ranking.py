@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import Comparison
-from benchmark.contract import metric_kind
+from benchmark.contract import COMPLETED, FINISHED, metric_kind
 
 SETTLED = 0.9  # Spearman correlation with the final ranking from which on the ranking counts as settled
 
@@ -52,11 +52,11 @@ def ranking_over_training(comparison: Comparison, metric: str) -> pd.DataFrame:
     sign = -1.0 if kind.higher_is_better else 1.0  # rank 1 = best
     rows = []
     evals = comparison.evals[comparison.evals.metric == metric]
-    finished = comparison.runs[comparison.runs.status.isin(("completed", "diverged"))]
+    finished = comparison.runs[comparison.runs.status.isin(FINISHED)]
     for (context, setting), runs in finished.groupby(["context", "setting_label"], sort=True):
         if runs.method.nunique() < 3:  # two methods have one order or the other: no ranking to settle
             continue
-        completed = runs[runs.status == "completed"].run_dir
+        completed = runs[runs.status == COMPLETED].run_dir
         reached = evals[evals.run_dir.isin(completed)].groupby("run_dir").iteration.apply(set)
         if reached.empty:
             continue

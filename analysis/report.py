@@ -23,10 +23,12 @@ from analysis import figures as F  # noqa: E402
 from analysis.claims import check_claims, claims_markdown  # noqa: E402
 from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, read_json, write_atomic_text  # noqa: E402
 from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
-from analysis.lipschitz import lipschitz_section  # noqa: E402
+from analysis.lipschitz import lipschitz_over_training, lipschitz_section  # noqa: E402
+from analysis.numbers import estimate, fmt  # noqa: E402
+from analysis.paper import FIGURES_1_2  # noqa: E402
 from analysis.ranking import SETTLED, ranking_figure, ranking_markdown, ranking_over_training  # noqa: E402
 from analysis.sweep_status import default_sweep  # noqa: E402
-from benchmark.contract import STATUSES, metric_kind, parse_metric  # noqa: E402
+from benchmark.contract import FAILED, STATUSES, metric_kind, metric_space, parse_metric  # noqa: E402
 from benchmark.models import MODELS  # noqa: E402
 
 
@@ -131,11 +133,11 @@ def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
         primary = comparison.primary(context)
         suffix = "" if len(comparison.contexts()) == 1 else f"_{_slug(context)}"
         title = "" if not suffix else f"\n{context}"
-        chosen = F.representative_runs(comparison, context, primary)
+        chosen = comparison.representative_runs(context, primary)
         if not chosen:
             continue
         labels = {m: F.run_label(comparison, d) for m, d in chosen.items()}
-        at_c = F.representative_runs(comparison, context, primary, setting="C")
+        at_c = comparison.representative_runs(context, primary, setting="C")
         fig9 = at_c or chosen
         md += [f"## Discriminator spectra and samples: {context}", "",
                f"Figure 3 and the samples: each method's best run by {primary or 'seed (no metric)'} "
@@ -151,12 +153,129 @@ def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
     return md
 
 
+COMPANION = {"mixture_kl": "mixture_modes", "mixture_modes": "mixture_kl", "fid": "is", "is": "fid"}
+
+
+def companion_metric(comparison: Comparison, primary: str) -> str | None:
+    """The metric shown beside the primary one (modes beside KL, IS beside FID), in the same space."""
+    want = COMPANION.get(metric_kind(primary).key)
+    space = metric_space(primary)
+    return next((m for m in comparison.metrics() if metric_kind(m).key == want and metric_space(m) == space), None)
+
+
+def summary_markdown(comparison: Comparison, primary: str) -> str:
+    """Each method at its best and its worst setting by the primary metric, with the companion metric
+    of the same runs: the short table a README embeds (generated, so its numbers are the records')."""
+    other = companion_metric(comparison, primary)
+    shown = [primary] + ([other] if other else [])
+    best, worst = comparison.best_settings(primary), comparison.worst_settings(primary)
+    tables = {m: comparison.summary(m).set_index(["context", "method", "setting"]) for m in shown}
+    blocks = []
+    for context in comparison.contexts():
+        head = [context if len(comparison.contexts()) > 1 else "method", "best setting", *shown, "worst setting", *shown]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        b = best[best.context == context].set_index("method")
+        w = worst[worst.context == context].set_index("method")
+        ascending = not metric_kind(primary).higher_is_better
+        for method in b.dropna(subset=["setting"]).sort_values("mean", ascending=ascending, kind="stable").index:
+            cells = [method]
+            for row in (b.loc[method], w.loc[method]):
+                cells.append(row.setting)
+                for m in shown:
+                    key = (context, method, row.setting)
+                    cells.append(estimate(tables[m].loc[key]) if key in tables[m].index else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    n = sorted(comparison.summary(primary).seeds.unique())
+    scored = f"at generator update {comparison.at}" if comparison.at else comparison.select
+    return ("\n\n".join(blocks) + f"\n\nEach method at its best and its worst setting by {primary} "
+            f"({'higher' if metric_kind(primary).higher_is_better else 'lower'} is better; {scored} evaluation; a tie "
+            f"goes to the earlier setting): mean [95% bootstrap interval] over {'/'.join(map(str, n))} seeds, a "
+            f"diverged or failed seed counted as {comparison.failed}.")
+
+
+def schedule_section(comparison: Comparison, primary: str | None) -> list[str]:
+    """SN with one power iteration per D update (Algorithm 1) beside SN with one per D call (the
+    authors' Chainer code): whether the schedule changes the outcome, per setting, with intervals."""
+    runs = comparison.runs
+    schedule = runs.config.map(lambda c: c.get("regularizer.power_iteration"))
+    sn = runs[(runs.regularizer == "sn") & schedule.notna()]
+    if primary is None or schedule[sn.index].nunique() < 2:
+        return []
+    other = companion_metric(comparison, primary)
+    shown = [primary] + ([other] if other else [])
+    tables = {m: comparison.summary(m) for m in shown}
+    lipschitz = _final_lipschitz(comparison, sn)
+    head = ["context", "setting", "schedule", *shown, "max sigma_max", "empirical L (median)", "layer product (median)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (context, setting, method), group in sn.groupby(["context", "setting_label", "method"], sort=True):
+        cells = [context, setting, method]
+        for m in shown:
+            row = tables[m][(tables[m].context == context) & (tables[m].method == method)
+                            & (tables[m].setting == setting)]
+            cells.append(estimate(row.iloc[0]) if len(row) else "-")
+        sigma = comparison.sigma_over_training(group.run_dir).sigma
+        diag = lipschitz[lipschitz.run_dir.isin(group.run_dir)]
+        cells += [fmt(float(sigma.max())) if len(sigma) else "-",
+                  fmt(float(diag.empirical.median())) if len(diag) else "-",
+                  fmt(float(diag.layer_product.median())) if len(diag) else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return ["## SN's power-iteration schedule", "",
+            "per_update: one power iteration per D update (the paper's Algorithm 1); per_forward: one before every "
+            "training-mode D call (the authors' Chainer code). Metrics as in the tables; max sigma_max: the largest "
+            "logged singular value of any SN layer (exact SVD of the weight D used); L: each run's last diagnostics, "
+            "median over seeds.", "", *lines, ""]
+
+
+def _final_lipschitz(comparison: Comparison, runs):
+    table = lipschitz_over_training(comparison)
+    table = table[table.run_dir.isin(runs.run_dir)]
+    return table.sort_values("iteration").groupby("run_dir").tail(1)
+
+
+def budget_section(runs, evals, comparison: Comparison, select: str, failed: str) -> list[str]:
+    """The runs trained past the scored update, at that update and at their end, side by side (the
+    same records): whether a departure survives a longer budget."""
+    planned = runs.iterations_planned.astype(float)
+    longer = runs[planned > comparison.at]
+    if longer.empty:
+        return []
+    primary = comparison.primary()
+    other = companion_metric(comparison, primary) if primary else None
+    md = [f"## At {comparison.at} and at the end", "",
+          f"The runs trained past generator update {comparison.at}, scored there and at their end (same runs, same "
+          f"records); 'apart' says whether the two intervals are disjoint.", ""]
+    for budget, part in longer.groupby(planned[longer.index]):
+        early = Comparison(part, evals, select=select, failed=failed, at=comparison.at)
+        late = Comparison(part, evals, select=select, failed=failed)
+        for metric in [m for m in (primary, other) if m]:
+            a, b = early.summary(metric), late.summary(metric)
+            head = ["context", "method", "setting", f"at {comparison.at}", f"at {int(budget)}", "apart"]
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            b = b.set_index(["method", "setting"])
+            for r in a.itertuples():
+                if (r.method, r.setting) not in b.index:
+                    continue
+                e = b.loc[(r.method, r.setting)]
+                apart = (r.n >= 2 and e.n >= 2 and (r.ci_high < e.ci_low or e.ci_high < r.ci_low))
+                lines.append(f"| {r.context} | {r.method} | {r.setting} | {estimate(r)} | {estimate(e)} | "
+                             f"{'yes' if apart else 'no'} |")
+            md += [f"{metric}, {int(budget)}-update runs:", "", *lines, ""]
+        verdicts = {name: check_claims(c) for name, c in (("at", early), ("end", late))}
+        rows = [f"| {r.where} | {r.verdict} | {verdicts['end'].iloc[i].verdict} |"
+                for i, r in enumerate(verdicts["at"].itertuples()) if r.where.startswith(FIGURES_1_2.label)]
+        md += [f"Figures 1-2 on these runs alone, at {comparison.at} and at {int(budget)}:", "",
+               f"| claim | at {comparison.at} | at {int(budget)} |", "|---|---|---|", *rows, ""]
+    return md
+
+
 def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, select: str = "final",
-                failed: str = "worst") -> Path:
-    """`bench`: make bench's JSON; by default the one a shipped reference carries (own_bench)."""
+                failed: str = "worst", at: int | None = None) -> Path:
+    """`bench`: make bench's JSON; by default the one a shipped reference carries (own_bench).
+    `at`: score every run at that generator update (analysis.compare, rule 6) instead of its end."""
     bench = bench or own_bench(paths)
     runs, evals = collect(paths)
-    comparison = Comparison(runs, evals, select=select, failed=failed)
+    comparison = Comparison(runs, evals, select=select, failed=failed, at=at)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = comparison.metrics()
     primary = comparison.primary()
@@ -177,8 +296,16 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
     bench_frame = read_bench(bench) if bench is not None else None
     verdicts = check_claims(comparison, bench_frame)
     write_atomic_text(out_dir / "claims.md", claims_markdown(verdicts) + "\n")
-    md += ["## Paper claims", "", "Each checkable claim of the SN paper, tested on these runs (thresholds in "
-           "analysis/claims.py and the README).", "", claims_markdown(verdicts), ""]
+    md += ["## Paper claims", "", "Each checkable claim, tested on these runs (statements and thresholds in "
+           "analysis/paper.py; docs/comparison.md explains each test).", "", claims_markdown(verdicts), ""]
+    if primary is not None:
+        F.save(F.overview_heatmap(comparison, primary), out_dir, f"overview_{primary}")
+        write_atomic_text(out_dir / "summary.md", summary_markdown(comparison, primary) + "\n")
+        md += ["## At a glance", "", f"![{primary} of every method under every setting](overview_{primary}.png)", "",
+               summary_markdown(comparison, primary), ""]
+    md += schedule_section(comparison, primary)
+    if at is not None:
+        md += budget_section(runs, evals, comparison, select, failed)
     if not metrics:
         md += ["No run has evaluation results yet: figures of metrics are skipped.", ""]
     for metric in metrics:
@@ -191,13 +318,13 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
         F.save(F.cost_bars(comparison.runs), out_dir, "cost")
         md += ["## Cost", "", "![cost](cost.png)", "",
                "| regularizer | s / G update | ratio to none |", "|---|---|---|"]
-        md += [f"| {r.regularizer} | {r.seconds_per_generator_update:.4f} | {F._fmt(r.ratio_to_none)} |"
+        md += [f"| {r.regularizer} | {r.seconds_per_generator_update:.4f} | {fmt(r.ratio_to_none)} |"
                for r in cost.itertuples()]
         md += [""]
     md += lipschitz_section(comparison, out_dir)
     if bench is not None:
         md += bench_section(bench, out_dir)
-    failed_runs = comparison.runs[comparison.runs.status == "failed"]
+    failed_runs = comparison.runs[comparison.runs.status == FAILED]
     if not failed_runs.empty:
         md += ["## Failed runs", ""] + [f"- `{r.run}`: {r.error}" for r in failed_runs.itertuples()] + [""]
     set_aside = runs.attrs.get("set_aside") or {}
@@ -219,6 +346,9 @@ def main(argv=None) -> Path:
                                                  f"else {DEFAULT_BENCH}, if it exists)")
     p.add_argument("--select", choices=SELECTIONS, default="final",
                    help="score each run's final evaluation (default, the authors' protocol) or its best one")
+    p.add_argument("--at", type=int, metavar="N",
+                   help="score every run at generator update N (its evaluation there), as if it had stopped there: "
+                        "a longer run extends a shorter one; runs whose budget ends before N are left out")
     p.add_argument("--failed", choices=FAILED_POLICIES, default="worst",
                    help="diverged/failed seeds count as the worst value (default) or are left out of the means")
     args = p.parse_args(argv)
@@ -230,7 +360,7 @@ def main(argv=None) -> Path:
         if args.bench is not None and not args.bench.is_file():
             raise FileNotFoundError(f"--bench {args.bench}: no such file (make bench writes {DEFAULT_BENCH})")
         bench = args.bench or own_bench(paths) or (DEFAULT_BENCH if DEFAULT_BENCH.is_file() else None)
-        report = make_report(paths, out, bench, args.select, args.failed)
+        report = make_report(paths, out, bench, args.select, args.failed, args.at)
     except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -28,11 +28,10 @@ from PIL import Image
 
 from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_bench, read_json, write_atomic_text
 from analysis.report import OWN_BENCH, bench_shape, make_report
-from benchmark.contract import METRICS_FILE, RESULT_FILE, SPECTRA_FILE
+from benchmark.contract import FINAL_SAMPLES, METRICS_FILE, RESULT_FILE, SPECTRA_FILE
 
 RESULTS = Path("results")
 RECORDS = (RESULT_FILE, METRICS_FILE, SPECTRA_FILE)
-SAMPLES = Path("samples") / "final.png"
 SAMPLE_COLOURS = 32  # a 2-D scatter or an 8x8 grid of small images keeps its look at a third of the bytes
 
 
@@ -41,9 +40,10 @@ def _copy_run(run_dir: Path, to: Path) -> None:
     for name in RECORDS:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, to / name)
-    if (run_dir / SAMPLES).is_file():
-        (to / SAMPLES).parent.mkdir(exist_ok=True)
-        Image.open(run_dir / SAMPLES).convert("RGB").quantize(SAMPLE_COLOURS).save(to / SAMPLES, optimize=True)
+    if (run_dir / FINAL_SAMPLES).is_file():
+        (to / FINAL_SAMPLES).parent.mkdir(exist_ok=True)
+        Image.open(run_dir / FINAL_SAMPLES).convert("RGB").quantize(SAMPLE_COLOURS).save(to / FINAL_SAMPLES,
+                                                                                          optimize=True)
 
 
 def _size(path: Path) -> int:

@@ -22,10 +22,12 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from benchmark.contract import (
+    FAILED,
     FAILURES,
     HYDRA_CONFIG,
     RESULT_FILE,
     RUN_LOG,
+    SKIPPED_BUSY,
     STATUSES,
     UNFINISHED,
     SchemaError,
@@ -47,15 +49,15 @@ def summary(sweep_dir: Path, sweep_ended: bool = False) -> str:
     lines = [f"sweep {sweep_dir}: {len(statuses)} runs: " +
              ", ".join(f"{counts[k]} {k}" for k in STATUSES if counts[k])]
     for s in statuses:
-        if s["status"] in (*FAILURES, "skipped-busy"):
+        if s["status"] in (*FAILURES, SKIPPED_BUSY):
             lines.append(f"  {s['status']}: {s['run'].relative_to(sweep_dir)}: {s['error']}")
-        if s["status"] == "failed":
+        if s["status"] == FAILED:
             lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
         elif s["status"] in UNFINISHED:  # still running, or its job ended early (cancelled, killed): relaunch
             lines.append(f"  not finished: {s['run'].relative_to(sweep_dir)}: at update {s['iteration'] or 0}")
             lines.append(f"    logs: {', '.join(str(p) for p in logs_of(s['run']))}")
     submitit = sweep_dir / ".submitit"
-    if (counts["failed"] or any(counts[k] for k in UNFINISHED)) and submitit.is_dir():
+    if (counts[FAILED] or any(counts[k] for k in UNFINISHED)) and submitit.is_dir():
         lines.append(f"  submitit's job logs (stdout/stderr per job): {submitit}/<job id>/")
     if any(counts[k] for k in FAILURES):
         lines.append(f"  {sum(counts[k] for k in FAILURES)} run(s) did not finish: fix the cause and relaunch the "

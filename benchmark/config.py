@@ -2,16 +2,18 @@
 training starts, so that bad input fails fast with the key and value named."""
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
 
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 import regularizers
-from benchmark.contract import SPEED_SWITCHES
+from benchmark.contract import SPEED_SWITCHES, flatten
 from benchmark.data import DATASETS, training_set_size
 from benchmark.evaluation import EvaluationSetupError, Protocol, protocol_problems
 from benchmark.losses import LOSSES
@@ -71,6 +73,43 @@ def _is_number(x) -> bool:
 def _positive_ints(p: list[str], node, prefix: str, keys) -> None:
     for key in keys:
         _check(p, _is_int(node[key]) and node[key] >= 1, f"{prefix}{key}", node[key], "must be an integer >= 1")
+
+
+@functools.cache
+def declared_keys(conf: Path = CONF) -> frozenset[str]:
+    """Every key a file of conf/ declares, flattened (`model.init_std`), and every section that
+    holds keys (`model`, `speed`): the keys a composed config may have. conf/hydra/ is Hydra's own."""
+    keys = set()
+    for path in conf.rglob("*.yaml"):
+        group = path.parent.relative_to(conf).as_posix()
+        if group.split("/")[0] == "hydra":
+            continue
+        text = path.read_text()
+        # the package: `# @package _global_` in the header, else the group's folder
+        prefix = "" if group == "." or re.search(r"^#\s*@package\s+_global_\s*$", text, re.M) else group + "."
+        for key in flatten({k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("defaults", "hydra")}):
+            parts = (prefix + key).split(".")
+            keys.update(".".join(parts[:n]) for n in range(1, len(parts) + 1))
+    return frozenset(keys)
+
+
+def _check_declared(p: list[str], cfg) -> None:
+    """A key no file of conf/ declares, added with `+` (Hydra refuses one without), is refused
+    wherever it is added, with the keys valid there: nothing would read it, so a misspelled knob
+    would train silently with its default. The regularizer's keys are its declared Options
+    (_check_regularizer); a new option file in conf/<group>/ declares its keys by being there."""
+    declared = declared_keys()
+    for key, value in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
+        if key in declared or key.split(".")[0] in ("regularizer", "hydra"):
+            continue
+        parent = key
+        while "." in parent and parent not in declared:
+            parent = parent.rsplit(".", 1)[0]
+        parent = parent if parent in declared and parent != key else ""
+        start = len(parent) + 1 if parent else 0
+        valid = sorted({k[start:].split(".")[0] for k in declared if not parent or k.startswith(parent + ".")})
+        p.append(f"{key}={value!r}: no such key; valid {'in ' + parent if parent else 'at the top level'}: "
+                 f"{', '.join(valid)}")
 
 
 def _check_setting(p: list[str], cfg) -> None:
@@ -176,6 +215,7 @@ def validate(cfg) -> torch.device:
     """Raise ConfigError naming every bad key and what is valid; return the device to train on.
     Reads no data and writes nothing: a bad command line costs seconds, whatever it asks for."""
     p: list[str] = []
+    _check_declared(p, cfg)
     _check_setting(p, cfg)
     _check_regularizer(p, cfg)
     _check_data_and_model(p, cfg)

@@ -7,11 +7,12 @@
 - `identity(config)`: a run's configuration is its resolved config, not how it was typed;
   two records with the same identity and seed are one run, whatever their directory names.
 - `METRIC_KINDS`: the metric registry (stylegan2-ada's metric_main is the model). Each kind
-  has its name grammar, the columns it writes (whether higher is better, what each
-  measures, its worst possible value) and its compute function; the evaluator, the analysis
-  and the claims check all look metrics up here. Analysis refuses a column no kind claims
-  rather than guess its direction (a guessed direction would report a method's worst
-  setting as best). Adding a metric: one entry here, its compute function, a test.
+  has its name grammar and the columns it writes (whether higher is better, what each
+  measures, its worst possible value); the evaluator, the analysis and the claims check all
+  look metrics up here, and benchmark.evaluation.COMPUTE holds each kind's compute function
+  under the kind's name. Analysis refuses a column no kind claims rather than guess its
+  direction (a guessed direction would report a method's worst setting as best). Adding a
+  metric: `METRIC_KINDS.add(MetricKind(...))`, `COMPUTE.add(function, name=...)`, a test.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.registry import Registry
 from benchmark.run_lock import LOCK_NAME, describe, holder
 
 # The run files' schema (result.json, spectra.json, metrics.jsonl rows, checkpoints). 2: every
@@ -38,24 +40,37 @@ SPECTRA_FILE = "spectra.json"      # singular values of D's effective weights at
 CHECKPOINT_FILE = "checkpoint.pt"  # what a resumed run starts from
 RUN_LOG = "run.log"                # the run's own log: its logging lines, stdout and stderr
 HYDRA_CONFIG = ".hydra/config.yaml"  # the composed config, written before training starts
+SAMPLES_DIR = "samples"            # G's samples of the fixed latents, one PNG per sampling point
+
+
+def samples_file(name: str) -> str:
+    """Where the samples called `name` go, relative to the run directory."""
+    return f"{SAMPLES_DIR}/{name}.png"
+
+
+FINAL_SAMPLES = samples_file("final")  # the samples at the end of training (the reports show them)
 # A run directory is a folder holding any of these (a run that took its lock has nothing else yet).
 RUN_MARKERS = (RESULT_FILE, HYDRA_CONFIG, LOCK_NAME)
 
 # Every status a run can have, most finished first (summaries list and rank them in this order).
+# Everything else imports these names: a status is spelled nowhere but here.
+COMPLETED, DIVERGED, FAILED = "completed", "diverged", "failed"
+UNREADABLE, SKIPPED_BUSY = "unreadable", "skipped-busy"
+RUNNING, STOPPED, STARTED = "running", "stopped", "started"
 STATUSES = {
-    "completed": "result.json: trained its whole budget",
-    "diverged": "result.json: stopped at a non-finite loss (a result: it counts as the method's failure)",
-    "failed": "result.json: crashed or refused (its error and traceback say why)",
-    "unreadable": "result.json cannot be read; relaunching the sweep runs it again",
-    "skipped-busy": "another process held its lock when the sweep ended: this sweep did not touch it",
-    "running": "no result.json; a live process holds its lock",
-    "stopped": "no result.json; it logged progress and nobody holds it (killed, preempted): relaunching resumes it",
-    "started": "no result.json and no progress logged yet",
+    COMPLETED: "result.json: trained its whole budget",
+    DIVERGED: "result.json: stopped at a non-finite loss (a result: it counts as the method's failure)",
+    FAILED: "result.json: crashed or refused (its error and traceback say why)",
+    UNREADABLE: "result.json cannot be read; relaunching the sweep runs it again",
+    SKIPPED_BUSY: "another process held its lock when the sweep ended: this sweep did not touch it",
+    RUNNING: "no result.json; a live process holds its lock",
+    STOPPED: "no result.json; it logged progress and nobody holds it (killed, preempted): relaunching resumes it",
+    STARTED: "no result.json and no progress logged yet",
 }
-ENDED = ("completed", "diverged", "failed")  # the statuses result.json records
-FINISHED = ("completed", "diverged")         # a result: a run with the same budget is not run again
-FAILURES = ("failed", "unreadable")          # a sweep with any of these exits non-zero
-UNFINISHED = ("running", "stopped", "started")  # no result.json: running, or its job ended early
+ENDED = (COMPLETED, DIVERGED, FAILED)  # the statuses result.json records
+FINISHED = (COMPLETED, DIVERGED)       # a result: a run with the same budget is not run again
+FAILURES = (FAILED, UNREADABLE)        # a sweep with any of these exits non-zero
+UNFINISHED = (RUNNING, STOPPED, STARTED)  # no result.json: running, or its job ended early
 STATUS_RANK = {status: rank for rank, status in enumerate(STATUSES)}
 assert set(ENDED + FINISHED + FAILURES + UNFINISHED) <= set(STATUSES)
 
@@ -167,12 +182,12 @@ def run_status(run_dir: Path, sweep_ended: bool = False) -> dict:
                     "planned": result.get("iterations_planned"), "error": result.get("error"), "result": result}
         iteration = last_iteration(run_dir)
     except ResultsFileError as err:
-        return {"run": run_dir, "status": "unreadable", "iteration": None, "planned": None,
+        return {"run": run_dir, "status": UNREADABLE, "iteration": None, "planned": None,
                 "error": f"{err}; relaunching the sweep runs it again", "result": None}
     if held is not None:
-        return {"run": run_dir, "status": "skipped-busy" if sweep_ended else "running", "iteration": iteration,
+        return {"run": run_dir, "status": SKIPPED_BUSY if sweep_ended else RUNNING, "iteration": iteration,
                 "planned": None, "error": f"held by {describe(held)}", "result": None}
-    return {"run": run_dir, "status": "stopped" if iteration else "started", "iteration": iteration,
+    return {"run": run_dir, "status": STOPPED if iteration else STARTED, "iteration": iteration,
             "planned": None, "error": None, "result": None}
 
 # The speed switches (conf `speed:`, benchmark/speed.py), each with whether it changes results.
@@ -238,13 +253,12 @@ class Column:
 @dataclass(frozen=True)
 class MetricKind:
     """A family of metrics: its name grammar (the name carries the protocol: counts, real set,
-    feature space), the columns it writes, and the function that computes it
-    (`module:function`, imported by the evaluator only: this module stays torch-free)."""
+    feature space) and the columns it writes. Its compute function is registered under the same
+    name by the module that defines it (benchmark.evaluation.COMPUTE): this module stays torch-free."""
     name: str
     pattern: re.Pattern      # groups: space (a prefix), n (generated), real (N | train), splits
     form: str
     columns: tuple[Column, ...]
-    compute: str
     std_companion: bool = False   # writes `<name>_std` beside its number
     space: str | None = None      # a fixed feature space; None: from the name's prefix (SPACES)
 
@@ -252,34 +266,42 @@ class MetricKind:
 _N = r"\d+k?"
 _SPACE = r"(?P<space>fmnist_)?"
 SPACES = {None: "inception", "fmnist_": "fmnist", "points_": "points"}
-METRIC_KINDS = (
-    MetricKind("is", re.compile(rf"^{_SPACE}is(?P<n>{_N})_(?P<splits>\d+)splits$"), "[fmnist_]is<N>_<S>splits",
-               (Column("is", "", True, "quality", 1.0, "Inception score (classifier-space for fmnist_), mean over "
-                                                        "splits"),), "benchmark.evaluation:compute_is", True),
-    MetricKind("fid", re.compile(rf"^{_SPACE}fid(?P<n>{_N})_(?P<real>{_N}|train)$"), "[fmnist_]fid<N>_<M|train>",
-               (Column("fid", "", False, "quality", None, "Frechet distance of features, generated vs real"),),
-               "benchmark.evaluation:compute_fid"),
-    MetricKind("kid", re.compile(rf"^{_SPACE}kid(?P<n>{_N})_(?P<real>{_N}|train)$"), "[fmnist_]kid<N>_<M|train>",
-               (Column("kid", "", False, "quality", None, "kernel distance of features, generated vs real"),),
-               "benchmark.evaluation:compute_kid", True),
-    MetricKind("prc", re.compile(rf"^(?P<space>fmnist_|points_)?prc(?P<n>{_N})_(?P<real>{_N}|train)$"),
-               "[fmnist_|points_]prc<N>_<M|train>",
-               (Column("prc_precision", "_precision", True, "precision", 0.0,
-                       "improved precision (Kynkaanniemi et al. 2019, k=3): share of generated samples inside the "
-                       "real manifold"),
-                Column("prc_recall", "_recall", True, "coverage", 0.0,
-                       "improved recall (k=3): share of real samples inside the generated manifold")),
-               "benchmark.evaluation:compute_prc"),
-    MetricKind("mixture", re.compile(rf"^mixture(?P<n>{_N})$"), "mixture<N>",
-               (Column("mixture_modes", "_modes", True, "coverage", 0.0, "modes covered by good samples"),
-                Column("mixture_high_quality", "_high_quality", True, "precision", 0.0,
-                       "share of samples within 3 std of a mode"),
-                Column("mixture_kl", "_kl", False, "coverage", None,
-                       "KL(good samples per mode || uniform over modes), nats; none when no sample is good")),
-               "benchmark.evaluation:compute_mixture", space="points"),
-)
-if len({k.name for k in METRIC_KINDS}) != len(METRIC_KINDS):  # a second kind under a name would shadow the first
-    raise ValueError(f"two metric kinds share a name: {sorted(k.name for k in METRIC_KINDS)}")
+# The metric registry. A metric of your own is one more `METRIC_KINDS.add(MetricKind(...))` (a
+# second kind under a name is refused: it would shadow the first) and its compute function
+# (docs/extending.md); the built-ins join by the same call.
+METRIC_KINDS: Registry[MetricKind] = Registry("metric kind", selected_by="a metric name in eval.metrics")
+METRIC_KINDS.add(MetricKind(
+    name="is", pattern=re.compile(rf"^{_SPACE}is(?P<n>{_N})_(?P<splits>\d+)splits$"), form="[fmnist_]is<N>_<S>splits",
+    columns=(Column(key="is", suffix="", higher_is_better=True, role="quality", worst=1.0,
+                    description="Inception score (classifier-space for fmnist_), mean over splits"),),
+    std_companion=True))
+METRIC_KINDS.add(MetricKind(
+    name="fid", pattern=re.compile(rf"^{_SPACE}fid(?P<n>{_N})_(?P<real>{_N}|train)$"), form="[fmnist_]fid<N>_<M|train>",
+    columns=(Column(key="fid", suffix="", higher_is_better=False, role="quality", worst=None,
+                    description="Frechet distance of features, generated vs real"),)))
+METRIC_KINDS.add(MetricKind(
+    name="kid", pattern=re.compile(rf"^{_SPACE}kid(?P<n>{_N})_(?P<real>{_N}|train)$"), form="[fmnist_]kid<N>_<M|train>",
+    columns=(Column(key="kid", suffix="", higher_is_better=False, role="quality", worst=None,
+                    description="kernel distance of features, generated vs real"),),
+    std_companion=True))
+METRIC_KINDS.add(MetricKind(
+    name="prc", pattern=re.compile(rf"^(?P<space>fmnist_|points_)?prc(?P<n>{_N})_(?P<real>{_N}|train)$"),
+    form="[fmnist_|points_]prc<N>_<M|train>",
+    columns=(Column(key="prc_precision", suffix="_precision", higher_is_better=True, role="precision", worst=0.0,
+                    description="improved precision (Kynkaanniemi et al. 2019, k=3): share of generated samples "
+                                "inside the real manifold"),
+             Column(key="prc_recall", suffix="_recall", higher_is_better=True, role="coverage", worst=0.0,
+                    description="improved recall (k=3): share of real samples inside the generated manifold"))))
+METRIC_KINDS.add(MetricKind(
+    name="mixture", pattern=re.compile(rf"^mixture(?P<n>{_N})$"), form="mixture<N>",
+    columns=(Column(key="mixture_modes", suffix="_modes", higher_is_better=True, role="coverage", worst=0.0,
+                    description="modes covered by good samples"),
+             Column(key="mixture_high_quality", suffix="_high_quality", higher_is_better=True, role="precision",
+                    worst=0.0, description="share of samples within 3 std of a mode"),
+             Column(key="mixture_kl", suffix="_kl", higher_is_better=False, role="coverage", worst=None,
+                    description="KL(good samples per mode || uniform over modes), nats; none when no sample is "
+                                "good")),
+    space="points"))
 # The column a tier is ranked and judged by, in order of preference: IS where the paper uses
 # it (Figures 3, 9 and 11 pick runs by it), then FID, then coverage on the 2-D mixtures.
 PRIMARY_ORDER = ("is", "fid", "kid", "mixture_kl", "mixture_modes")
@@ -287,12 +309,12 @@ PRIMARY_ORDER = ("is", "fid", "kid", "mixture_kl", "mixture_modes")
 
 def metric_forms() -> str:
     """The metric names this project knows, as forms (for messages)."""
-    return ", ".join(k.form for k in METRIC_KINDS)
+    return ", ".join(k.form for k in METRIC_KINDS.values())
 
 
 def parse_metric(name: str) -> tuple[MetricKind, dict] | None:
     """The kind of a metric name and its groups (space, n, real, splits), or None."""
-    for kind in METRIC_KINDS:
+    for kind in METRIC_KINDS.values():
         m = kind.pattern.match(name)
         if m:
             groups = m.groupdict()
@@ -304,7 +326,7 @@ def parse_metric(name: str) -> tuple[MetricKind, dict] | None:
 def metric_kind(column: str) -> Column | None:
     """The kind of a result column (`fid5k_10k`, `prc10k_10k_recall`), or None (companions such
     as `is50k_10splits_std` included)."""
-    for kind in METRIC_KINDS:
+    for kind in METRIC_KINDS.values():
         for col in kind.columns:
             if column.endswith(col.suffix) and kind.pattern.match(column[:len(column) - len(col.suffix)]):
                 return col
@@ -313,7 +335,7 @@ def metric_kind(column: str) -> Column | None:
 
 def metric_space(column: str) -> str | None:
     """The feature space a result column was measured in ("inception", "fmnist", "points"), or None."""
-    for kind in METRIC_KINDS:
+    for kind in METRIC_KINDS.values():
         for suffix in ("", "_std", *(c.suffix for c in kind.columns if c.suffix)):
             if column.endswith(suffix) and (found := parse_metric(column[:len(column) - len(suffix)])):
                 return found[1]["space"]

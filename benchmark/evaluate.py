@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from benchmark.checkpoint import CheckpointError, load_failure
 from benchmark.config import ConfigError, compose_config, resolve_device
-from benchmark.contract import CHECKPOINT_FILE, HYDRA_CONFIG, RESULT_FILE, metric_space
+from benchmark.contract import CHECKPOINT_FILE, HYDRA_CONFIG, RESULT_FILE, metric_space, read_json
 from benchmark.data import DatasetError, load_dataset
 from benchmark.evaluation import EvaluationSetupError, Evaluator
 from benchmark.models import build_models
@@ -48,10 +48,10 @@ def run_config(run_dir: Path):
     result, hydra_cfg = run_dir / RESULT_FILE, run_dir / HYDRA_CONFIG
     if result.is_file():
         try:
-            return OmegaConf.create(json.loads(result.read_text())["config"])
-        except (ValueError, KeyError) as err:
+            return OmegaConf.create(read_json(result)["config"])
+        except (ValueError, KeyError) as err:  # unreadable, of another schema, or without its config
             if not hydra_cfg.is_file():
-                raise CheckpointError(f"{result} cannot be read ({type(err).__name__}) and there is no "
+                raise CheckpointError(f"{result} cannot be read ({type(err).__name__}: {err}) and there is no "
                                       f"{hydra_cfg} to read the run's config from") from err
     if hydra_cfg.is_file():
         return OmegaConf.load(hydra_cfg)
@@ -80,10 +80,9 @@ def evaluate_run(run_dir: Path, metrics: str | None, device_spec: str, overrides
     result_path, result = run_dir / RESULT_FILE, None
     if result_path.is_file():
         try:
-            result = json.loads(result_path.read_text())
-        except ValueError:
-            print(f"warning: {result_path} cannot be read: the metrics are printed, not merged into it",
-                  file=sys.stderr)
+            result = read_json(result_path)
+        except ValueError as err:  # unreadable, or of another schema
+            print(f"warning: {err}: the metrics are printed, not merged into it", file=sys.stderr)
     if result is not None:
         if result.get("iteration") != state["iteration"]:
             print(f"note: the checkpoint is of iteration {state['iteration']}, result.json of "

@@ -2,7 +2,7 @@
 extractor and metric code), the same three in the feature space of the
 project's Fashion-MNIST classifier, and mode statistics for 2-D mixtures.
 
-A metric's name is its protocol (shared/PAPER.md: numbers from different
+A metric's name is its protocol (docs/evaluation.md: numbers from different
 protocols never share a column):
 
     is<N>_<S>splits          Inception score of N generated samples in S splits (mean; `_std` beside it)
@@ -13,8 +13,8 @@ protocols never share a column):
     points_prc...            precision and recall of 2-D points, the points being their own features
     mixture<N>               2-D mixtures: `_modes` covered, `_high_quality` share, `_kl` to uniform over modes
 
-The grammar, the columns and the compute function of each kind are one entry of
-benchmark.contract.METRIC_KINDS; the compute functions are below (`compute_<kind>`).
+The grammar and the columns of each kind are one entry of benchmark.contract.METRIC_KINDS;
+its compute function (`compute_<kind>`, below) is registered in COMPUTE under the kind's name.
 
 N and M are integers, optionally with a k (5k = 5000). Evaluation latents come
 from `eval.seed`, so every method and every evaluation sees the same z.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import math
 import sys
 from collections.abc import Iterable, Iterator
@@ -39,10 +38,16 @@ from tqdm.auto import tqdm
 from benchmark.checkpoint import load_failure
 from benchmark.contract import metric_forms, parse_metric
 from benchmark.data import mixture_modes
+from benchmark.registry import Registry
 from benchmark.results import write_atomic
 
 INCEPTION = "inception-v3-compat"
 PRC_NEIGHBORHOOD = 3  # Kynkaanniemi et al. 2019's k (torch-fidelity's default)
+
+
+# Each metric kind's compute function, under the kind's name (benchmark.contract.METRIC_KINDS):
+# `COMPUTE.add(function, name="spread")` beside `METRIC_KINDS.add(MetricKind(name="spread", ...))`.
+COMPUTE: Registry = Registry("metric compute function", selected_by="the metric kind of that name")
 
 
 class EvaluationSetupError(ValueError):
@@ -70,6 +75,9 @@ class Protocol:
                                        f"{metric_forms()} (e.g. is50k_10splits, "
                                        f"fid5k_10k, fid50k_train, fmnist_fid10k_train, prc10k_10k, mixture10k)")
         kind, g = parsed
+        if kind.name not in COMPUTE:
+            raise EvaluationSetupError(f"metric {name!r}: its kind {kind.name!r} has no compute function; register "
+                                       f"one with benchmark.evaluation.COMPUTE.add(function, name={kind.name!r})")
         real = g.get("real")
         protocol = cls(name=name, kind=kind.name, space=g["space"], num_fake=_count(g["n"]),
                        real=None if real in (None, "train") else _count(real), splits=int(g.get("splits") or 1))
@@ -78,8 +86,7 @@ class Protocol:
         return protocol
 
     def compute(self):
-        module, function = parse_metric(self.name)[0].compute.split(":")
-        return getattr(importlib.import_module(module), function)
+        return COMPUTE[self.kind]
 
 
 # ------------------------------------------------------------------ 2-D mixtures
@@ -146,7 +153,7 @@ def precision_recall(features: torch.Tensor, real_features: torch.Tensor) -> tup
 # ------------------------------------------------------------------ the registry's compute functions
 # Each takes the evaluator, the protocol and the generated samples' features in the protocol's
 # space (one pass serves every protocol of a space: each takes its first num_fake samples), and
-# returns its columns (benchmark.contract.METRIC_KINDS).
+# returns its columns (benchmark.contract.METRIC_KINDS), and is registered in COMPUTE below.
 def compute_is(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace) -> dict:
     mean, std = inception_score(fake[space.is_feature][:p.num_fake], p.splits)
     return {p.name: mean, f"{p.name}_std": std}
@@ -172,6 +179,13 @@ def compute_mixture(ev: Evaluator, p: Protocol, fake: dict, space: FeatureSpace)
     values = mixture_metrics(fake[space.fid_feature][:p.num_fake], mixture_modes(ev.dataset.name), ev.dataset.std,
                              ev.cfg.mixture_covered_fraction)
     return {f"{p.name}_{key}": value for key, value in values.items()}
+
+
+COMPUTE.add(compute_is, name="is")
+COMPUTE.add(compute_fid, name="fid")
+COMPUTE.add(compute_kid, name="kid")
+COMPUTE.add(compute_prc, name="prc")
+COMPUTE.add(compute_mixture, name="mixture")
 
 
 # ------------------------------------------------------------------ feature spaces

@@ -17,6 +17,13 @@ neither equals nor bounds it. Measured here, at every evaluation:
                     started at the samples of largest gradient: a tighter lower bound (the
                     norm of the gradient itself cannot be ascended: it is piecewise constant
                     for the piecewise-linear Ds here, so its gradient is zero)
+    output_max      the largest |D(x)| over the same samples (GN claims |f_hat| <= 1)
+
+D is the function that is trained: for GN (regularizers/gradient_normalization.py) its output
+f_hat = f / (||grad f|| + |f|), so grad_max is f_hat's gradient norm and output_max its largest
+magnitude, the two numbers of GN's claim; the layer product bounds f, not f_hat
+(`layer_product_is_bound` is false), and ascent_max may exceed 1 where f_hat jumps between two
+of f's linear pieces, which the claim (1-Lipschitz piecewise) allows.
 
 D is measured in eval mode. For every method but `bn` that is the function it trains; BN's D
 is batch-coupled in train mode and has no per-sample Lipschitz constant, so it is measured as
@@ -154,8 +161,8 @@ def batch_norm_scales(D: nn.Module) -> dict[str, float]:
 def layer_product_is_bound(D: nn.Module) -> bool:
     """Whether D is a chain whose every link is a counted layer (Conv2d, Linear, BN in eval
     mode) or 1-Lipschitz: then the product of the links' norms bounds D's Lipschitz constant."""
-    if not isinstance(D, nn.Sequential):
-        return False  # residual blocks: a sum of branches, not a chain
+    if not isinstance(D, nn.Sequential) or type(D).forward is not nn.Sequential.forward:
+        return False  # residual blocks: a sum of branches, not a chain; GN: a chain's output, normalized
     for m in D.children():
         counted = isinstance(m, (nn.Conv2d, nn.Linear, *BATCH_NORMS))
         one_lipschitz = isinstance(m, ONE_LIPSCHITZ) or (isinstance(m, nn.LeakyReLU) and abs(m.negative_slope) <= 1)
@@ -164,14 +171,21 @@ def layer_product_is_bound(D: nn.Module) -> bool:
     return True
 
 
-def gradient_norms(D: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """||grad_x D(x)|| per sample (D in eval mode: one sample's output depends on it alone)."""
-    norms = []
+def outputs_and_gradient_norms(D: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """D(x) and ||grad_x D(x)|| per sample (D in eval mode: one sample's output depends on it alone)."""
+    outputs, norms = [], []
     for chunk in x.split(batch_size):
         chunk = chunk.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(D(chunk).sum(), chunk)
+        out = D(chunk)
+        (grad,) = torch.autograd.grad(out.sum(), chunk)
+        outputs.append(out.detach().flatten())
         norms.append(grad.flatten(1).norm(dim=1))
-    return torch.cat(norms)
+    return torch.cat(outputs), torch.cat(norms)
+
+
+def gradient_norms(D: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """||grad_x D(x)|| per sample."""
+    return outputs_and_gradient_norms(D, x, batch_size)[1]
 
 
 def pair_ascent(D: nn.Module, x: torch.Tensor, steps: int, radius: float) -> float:
@@ -230,7 +244,9 @@ class LipschitzDiagnostics:
                 fake = torch.cat([G(z) for z in self.z.split(self.batch_size)])
             sources = {"real": self.real, "generated": fake,
                        "interpolated": self.alpha * self.real + (1 - self.alpha) * fake}
-            norms = {name: gradient_norms(D, x, self.batch_size) for name, x in sources.items()}
+            measured = {name: outputs_and_gradient_norms(D, x, self.batch_size) for name, x in sources.items()}
+            outputs = {name: out.abs() for name, (out, _) in measured.items()}
+            norms = {name: grad for name, (_, grad) in measured.items()}
             everything = torch.cat(list(norms.values()))
             operator = layer_operator_norms(D, input_shapes(D, self.real), self.start_vectors, self.generator,
                                             iterations=self.cfg.power_iterations)
@@ -249,12 +265,14 @@ class LipschitzDiagnostics:
         record = {
             "grad_max": grad_max,
             "grad_mean": float(everything.mean()),
+            "output_max": float(torch.cat(list(outputs.values())).max()),
             "ascent_max": ascent,
             "layer_product": product,
             "layer_product_is_bound": layer_product_is_bound(D),
             "operator_norm": operator,
             "batch_norm_scale": scales,
-            "by_source": {name: {"grad_max": float(v.max()), "grad_mean": float(v.mean())} for name, v in norms.items()},
+            "by_source": {name: {"grad_max": float(v.max()), "grad_mean": float(v.mean()),
+                                 "output_max": float(outputs[name].max())} for name, v in norms.items()},
             "samples_per_source": len(self.real),
         }
         record = _finite_or_none(record)

@@ -4,8 +4,8 @@
 Every D is built the same way whatever the regularizer: plain Linear/Conv2d
 layers plus NormSlots (identity unless the bn/ln baseline fills them). The
 method under test is applied afterwards by `regularizer.attach(D)`, so D's
-architecture differs across methods only by the method (fairness rule of
-shared/PAPER.md: no hidden BatchNorm when SN is off).
+architecture differs across methods only by the method (docs/paper.md, "The
+fairness rules": no hidden BatchNorm when SN is off).
 """
 from __future__ import annotations
 

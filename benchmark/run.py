@@ -35,13 +35,16 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from benchmark.checkpoint import CheckpointError, fingerprint  # noqa: E402
 from benchmark.config import ConfigError, validate  # noqa: E402
 from benchmark.contract import (  # noqa: E402
+    FAILED,
     FINISHED,
     HYDRA_CONFIG,
-    READABLE_SCHEMAS,
     RESULT_FILE,
     RUN_LOG,
+    SKIPPED_BUSY,
     ResultsFileError,
+    SchemaError,
     config_id,
+    read_json,
 )
 from benchmark.data import DatasetError  # noqa: E402
 from benchmark.evaluation import EvaluationSetupError  # noqa: E402
@@ -61,18 +64,17 @@ EXIT_CRASH, EXIT_BAD_INPUT = 1, 2
 
 
 def read_result(path: Path) -> dict | None:
-    """result.json, or None when there is none or it cannot be read (a torn copy, a full disk):
-    such a run is named on stderr and run again, which rewrites the record."""
+    """result.json (the contract's reader), or None when there is none or it cannot be read (a torn
+    copy, a full disk): such a run is named on stderr and run again, which rewrites the record.
+    One of another schema is refused (ConfigError): this code would rewrite it in its own."""
     if not path.is_file():
         return None
     try:
-        result = json.loads(path.read_text())
-        if not isinstance(result, dict):
-            raise ValueError(f"a JSON {type(result).__name__}, not an object")
-        return result
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        print(f"warning: {path} cannot be read ({type(err).__name__}: {err}): the run is done again and "
-              f"the record rewritten", file=sys.stderr)
+        return read_json(path)
+    except SchemaError as err:
+        raise ConfigError(f"{err}; to run this configuration here, move the directory away or rerun elsewhere") from err
+    except ResultsFileError as err:
+        print(f"warning: {err}: the run is done again and the record rewritten", file=sys.stderr)
         return None
 
 
@@ -83,9 +85,6 @@ def finished_result(cfg: DictConfig, run_dir: Path) -> dict | None:
     result = read_result(path)
     if result is None:
         return None
-    if result.get("schema") not in READABLE_SCHEMAS:
-        raise ConfigError(f"{path} has schema {result.get('schema')!r}; this code writes schema {SCHEMA}. "
-                          f"Results of different schemas are never mixed: move the directory away or rerun elsewhere")
     if result.get("status") not in FINISHED:
         return None
     if fingerprint(OmegaConf.create(result.get("config") or {})) != fingerprint(cfg):
@@ -223,7 +222,7 @@ def record_failure(cfg: DictConfig, run_dir: Path, err: Exception, bad_input: bo
             if (run_dir / RESULT_FILE).exists():  # never overwrite a record (the trainer writes its own)
                 return
             write_json(run_dir / RESULT_FILE, {
-                "schema": SCHEMA, "status": "failed", "iteration": 0, "error": f"{type(err).__name__}: {err}",
+                "schema": SCHEMA, "status": FAILED, "iteration": 0, "error": f"{type(err).__name__}: {err}",
                 "traceback": None if bad_input else traceback.format_exc(),
                 "config": _plain(cfg)})
     except (RunDirBusyError, RunDirUnwritableError):
@@ -244,18 +243,18 @@ def execute(cfg: DictConfig, run_dir: Path, in_sweep: bool, before_training=None
         result = train(cfg, run_dir, before_training)
     except RunDirBusyError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT, {"status": "skipped-busy", "error": str(err)}
+        return EXIT_BAD_INPUT, {"status": SKIPPED_BUSY, "error": str(err)}
     except Exception as err:
         bad_input = isinstance(err, BAD_INPUT)
         if not in_sweep:
             if bad_input:
                 print(f"error: {err}", file=sys.stderr)
-                return EXIT_BAD_INPUT, {"status": "failed", "error": str(err)}
+                return EXIT_BAD_INPUT, {"status": FAILED, "error": str(err)}
             raise
         # In a sweep the failure is a result and the other runs go on.
         print(f"error: the run in {run_dir} failed: {type(err).__name__}: {err}", file=sys.stderr)
         record_failure(cfg, run_dir, err, bad_input)
-        return (EXIT_BAD_INPUT if bad_input else EXIT_CRASH), {"status": "failed", "error": str(err)}
+        return (EXIT_BAD_INPUT if bad_input else EXIT_CRASH), {"status": FAILED, "error": str(err)}
     state = "already finished" if result.get("skipped") else "done"
     if result.get("same_as"):
         state = f"the same configuration already finished in {result['same_as']}"

@@ -1,7 +1,7 @@
 """The one trainer every regularizer shares (SN paper, Algorithm 1 around it):
 
     for each generator update:
-        n_dis times: d_step()   D loss + regularizer.penalty, Adam step, regularizer.after_step
+        n_dis times: d_step()   D loss + regularizer.penalty (+ score_penalty), Adam step, regularizer.after_step
         once:        g_step()
         every log_every:        one metrics.jsonl row (losses, spectral norms), divergence check
         every eval.every:       an evaluation row (metrics, Lipschitz diagnostics)
@@ -10,8 +10,10 @@
 
 Each row and grid also goes to the live view (conf/logger/: TensorBoard by default) as it is written.
 
-The loop never syncs with the GPU between logging points: per-step losses stay
-on the device until a row is written.
+Between logging points the loop reads no GPU value: per-step losses stay on the
+device until a row is written. The one wait there is inside a method's own linear
+algebra: singular value clipping's SVD, every k D updates (torch's CUDA SVD checks
+its convergence on the host; regularizers/singular_value_clipping.py).
 """
 from __future__ import annotations
 
@@ -31,7 +33,17 @@ from tqdm.auto import tqdm
 import regularizers
 from benchmark import checkpoint, losses, run_logger
 from benchmark.config import ConfigError, validate
-from benchmark.contract import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, SPECTRA_FILE
+from benchmark.contract import (
+    CHECKPOINT_FILE,
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    FINAL_SAMPLES,
+    METRICS_FILE,
+    RESULT_FILE,
+    SPECTRA_FILE,
+    samples_file,
+)
 from benchmark.data import BatchStream, load_dataset
 from benchmark.evaluation import Evaluator
 from benchmark.lipschitz import LipschitzDiagnostics
@@ -87,9 +99,12 @@ class Trainer:
                                                              or self.regularizer.counts_d_calls)
         # The step functions, compiled when speed.compile asks for it.
         compile_ = compiler(cfg.speed)
+        # the functions that call D stay eager where D's forward takes an input gradient (GN)
+        compile_d = compile_ if self.regularizer.compile_d_forward else (lambda fn: fn)
         self.generate = compile_(self.G)
-        self.d_loss = compile_(self._d_loss)
-        self.g_loss = compile_(self._g_loss)
+        self.d_loss = compile_d(self._d_loss)
+        self.g_loss = compile_d(self._g_loss)
+        self.pairs_real = losses.LOSSES[self.loss].paired  # a relativistic G loss scores a real batch too
         reg = self.regularizer
         self.penalty = compile_(reg.penalty) if reg.compile_penalty else reg.penalty
         self.after_step = compile_(reg.after_step) if reg.compile_after_step else reg.after_step
@@ -130,15 +145,20 @@ class Trainer:
     def sample_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device, generator=self.noise)
 
-    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """D's loss, and D's outputs (logits) on the real and the generated batch."""
         if self.joint_d_call:  # one pass over twice the batch: half the kernel launches
             scores_real, scores_fake = self.D(torch.cat([real, fake])).split([len(real), len(fake)])
         else:
             scores_real, scores_fake = self.D(real), self.D(fake)
-        return losses.d_loss(self.loss, scores_real, scores_fake)
+        return losses.d_loss(self.loss, scores_real, scores_fake), scores_real, scores_fake
 
-    def _g_loss(self, z: torch.Tensor) -> torch.Tensor:
-        return losses.g_loss(self.loss, self.D(self.G(z)))
+    def _g_loss(self, z: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        scores_real = None
+        if real is not None:  # a paired loss: D's outputs on a real batch, constants for G
+            with torch.no_grad():
+                scores_real = self.D(real)
+        return losses.g_loss(self.loss, self.D(self.G(z)), scores_real)
 
     def d_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         real = self.batches.next()
@@ -146,8 +166,10 @@ class Trainer:
             fake = self.generate(self.sample_z(real.shape[0]))
         # cached(): each reparametrized weight is computed once for all D calls of the step
         with parametrize.cached():
-            loss = self.d_loss(real, fake)
+            loss, scores_real, scores_fake = self.d_loss(real, fake)
             penalty = self.penalty(self.D, real, fake)
+            if self.regularizer.reads_scores:  # a term from D's outputs on this step's batches (LeCam)
+                penalty = penalty + self.regularizer.score_penalty(scores_real, scores_fake)
             self.opt_d.zero_grad(set_to_none=True)
             (loss + penalty).backward()
         self.opt_d.step()
@@ -156,8 +178,11 @@ class Trainer:
 
     def g_step(self) -> torch.Tensor:
         self.D.requires_grad_(False)  # no gradients for D's weights in G's update
+        multiplier = self.cfg.setting.g_batch_multiplier
+        # a paired loss scores each generated sample against a real one: a real batch of G's size
+        real = torch.cat([self.batches.next() for _ in range(multiplier)]) if self.pairs_real else None
         with parametrize.cached():
-            loss = self.g_loss(self.sample_z(self.cfg.batch_size * self.cfg.setting.g_batch_multiplier))
+            loss = self.g_loss(self.sample_z(self.cfg.batch_size * multiplier), real)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
         self.opt_g.step()
@@ -294,14 +319,15 @@ class Trainer:
         append_jsonl(self.run_dir / METRICS_FILE, row)
         self.logger.log_row(row)
 
-    def write_samples(self, name: str) -> None:
+    def write_samples(self, file: str) -> None:
+        """G's samples of the fixed latents into `file`, relative to the run directory."""
         self.G.eval()  # BN running statistics, as at evaluation
         with torch.no_grad():
             fake = self.G(self.fixed_z)
         self.G.train()
         # 2-D points are drawn over real ones (read directly: the batch stream's state stays untouched)
         reference = self.batches.data[:2000].cpu() if fake.dim() == 2 else None
-        path = self.run_dir / "samples" / f"{name}.png"
+        path = self.run_dir / file
         save_samples(path, fake.cpu(), reference)
         self.logger.log_image("samples", path, self.iteration)
 
@@ -375,7 +401,7 @@ class Trainer:
                 if self.iteration % b.log_every == 0 or self.iteration == self.total:
                     diverged_at = self.log(start)
                     if diverged_at is not None:
-                        return self.write_result("diverged", diverged_at=diverged_at)
+                        return self.write_result(DIVERGED, diverged_at=diverged_at)
                     bar.set_postfix(d=f"{self.last_row['d_loss']:.3f}", g=f"{self.last_row['g_loss']:.3f}")
                 else:
                     self.train_seconds += time.perf_counter() - start
@@ -383,15 +409,15 @@ class Trainer:
                 if self.evaluator and (self.iteration % self.cfg.eval.every == 0 or self.iteration == self.total):
                     self.evaluate()
                 if self.iteration % b.sample_every == 0:
-                    self.write_samples(f"iter_{self.iteration:07d}")
+                    self.write_samples(samples_file(f"iter_{self.iteration:07d}"))
                 if self.iteration % b.checkpoint_every == 0 or self.iteration == self.total:
                     self.save_checkpoint()
                 if self.preempted_by is not None:
                     self._stop_for_preemption(previous_handlers)
-            self.write_samples("final")
-            return self.write_result("completed")
+            self.write_samples(FINAL_SAMPLES)
+            return self.write_result(COMPLETED)
         except Exception as err:
-            self.write_result("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+            self.write_result(FAILED, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
             raise
         finally:
             for sig, handler in previous_handlers.items():

@@ -5,16 +5,31 @@ is also the name of its Hydra config, conf/regularizer/<name>.yaml. Methods on
 one D together are a combination, named by its parts joined by `+` (fn+wgangp):
 `build("combo", parts=[...])` or `build("fn+wgangp")`, configured by
 conf/regularizer/combo.yaml.
+
+Every method, built-in or yours, joins REGISTRY by the same call (docs/extending.md):
+
+    from regularizers import REGISTRY, Regularizer
+
+    @REGISTRY.add
+    class Lipschitz1(Regularizer):
+        name = "lip1"   # conf/regularizer/lip1.yaml selects it
+        ...
+
+The built-ins are added below, one `REGISTRY.add` each, as torch-fidelity registers its own.
 """
 from __future__ import annotations
 
+from benchmark.registry import Registry
 from regularizers.base import Option, Regularizer, as_matrix, trainable_weight, weight_layers
 from regularizers.batch_norm import BatchNorm
+from regularizers.bidirectional_scaled_spectral_norm import BidirectionalScaledSpectralNorm
 from regularizers.combination import Combination, refusal
 from regularizers.dragan import DRAGAN
 from regularizers.frobenius_norm import FrobeniusNorm
 from regularizers.gan_gp import GANGP
+from regularizers.gradient_normalization import GradientNormalization
 from regularizers.layer_norm import LayerNorm
+from regularizers.lecam import LeCam
 from regularizers.no_regularization import NoRegularization
 from regularizers.orthonormal import Orthonormal
 from regularizers.r1 import R1
@@ -25,23 +40,30 @@ from regularizers.weight_clipping import WeightClipping
 from regularizers.weight_norm import WeightNorm
 from regularizers.wgan_gp import WGANGP
 
-
-def _registry(classes) -> dict[str, type[Regularizer]]:
-    """name -> class; a second class under a name is refused (it would silently replace the first)."""
-    registry: dict[str, type[Regularizer]] = {}
-    for cls in classes:
-        if cls.name in registry:
-            raise ValueError(f"regularizers {registry[cls.name].__name__} and {cls.__name__} are both named "
-                             f"{cls.name!r}: names must be unique (conf/regularizer/<name>.yaml selects one)")
-        registry[cls.name] = cls
-    return registry
-
-
 # The single methods; a combination of them is not registered but named by its parts.
-REGISTRY: dict[str, type[Regularizer]] = _registry((
-    NoRegularization, SpectralNorm, WeightNorm, FrobeniusNorm, WeightClipping,
-    SingularValueClipping, WGANGP, GANGP, Orthonormal, BatchNorm, LayerNorm, R1, R2, DRAGAN,
-))
+# Registry lives in benchmark/registry.py, a module that imports nothing: importing it runs
+# benchmark/__init__.py (a docstring) and nothing of the trainer, so regularizers/ stays
+# importable on its own while benchmark/ imports regularizers/, and the torch-free contract
+# shares the same class.
+REGISTRY: Registry[type[Regularizer]] = Registry("regularizer")
+REGISTRY.add(NoRegularization)
+REGISTRY.add(SpectralNorm)
+REGISTRY.add(WeightNorm)
+REGISTRY.add(FrobeniusNorm)
+REGISTRY.add(WeightClipping)
+REGISTRY.add(SingularValueClipping)
+REGISTRY.add(WGANGP)
+REGISTRY.add(GANGP)
+REGISTRY.add(Orthonormal)
+REGISTRY.add(BatchNorm)
+REGISTRY.add(LayerNorm)
+REGISTRY.add(R1)
+REGISTRY.add(R2)
+REGISTRY.add(DRAGAN)
+# Methods since the SN paper (issue 31)
+REGISTRY.add(GradientNormalization)
+REGISTRY.add(BidirectionalScaledSpectralNorm)
+REGISTRY.add(LeCam)
 COMBINATION = Combination.name
 
 
@@ -110,5 +132,5 @@ def _build_combination(name: str, parts=None, options=None) -> Combination:
     return Combination([REGISTRY[part](**(options or {}).get(part, {})) for part in parts])
 
 
-__all__ = ["COMBINATION", "REGISTRY", "Option", "Regularizer", "as_matrix", "build", "default_loss", "is_combination",
+__all__ = ["COMBINATION", "REGISTRY", "Option", "Registry", "Regularizer", "as_matrix", "build", "default_loss", "is_combination",
            "known", "option_problems", "trainable_weight", "weight_layers"]

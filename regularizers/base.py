@@ -1,8 +1,10 @@
-"""The interface every regularizer implements (shared/DESIGN.md).
+"""The interface every regularizer implements (docs/design.md, "The regularizer interface").
 
-A method acts through at most four hooks, called by the one trainer:
+A method acts through at most five hooks, called by the one trainer:
   attach(D)          once, before training: reparametrize weights or change layers
   penalty(D, r, f)   every D step: a term added to D's loss
+  score_penalty(sr, sf)  every D step, for a method that `reads_scores`: a term from D's outputs
+                     on the step's real and generated batch (LeCam), so D is not called again
   after_step(D)      after every D optimizer step: projections, power iterations
   state_dict()       whatever the method must carry across a checkpoint
 """
@@ -21,13 +23,15 @@ from torch.nn.utils import parametrize
 # including the final dense (SN paper, Section 2: "every layer").
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 
-# The kinds of method (shared/DESIGN.md's interface table):
+# The kinds of method (the table of docs/design.md, "The regularizer interface"):
 KINDS = (
     "none",
     "reparametrization",  # attach puts a parametrization on every weight (SN, WN, FN)
     "projection",         # after_step writes D's parameters in place (weight clipping, SVC)
     "weight penalty",     # penalty() is a function of D's weights (orthonormal)
     "gradient penalty",   # penalty() differentiates D's output per sample w.r.t. its input (WGAN-GP, R1, DRAGAN)
+    "output penalty",     # score_penalty() is a function of D's outputs on the step's batches (LeCam)
+    "output normalization",  # attach makes D's output f / (||grad_x f|| + |f|) per sample (GN)
     "layers",             # attach fills D's normalization slots (BN, LN)
     "combination",        # several of the above on one D (regularizers/combination.py)
 )
@@ -68,7 +72,8 @@ class Option:
     Declared on the class (`options = {"c": Option(float, low=0, low_open=True)}`), so that the
     run's config check refuses a bad value before any data is loaded, with the range named,
     and a new method gets the same check by declaring its keys."""
-    kind: type = float        # int: integers only; float: any finite number (ints included); str: a choice
+    kind: type = float        # int: integers only; float: any finite number (ints included); str: a choice;
+                              # bool: true or false
     low: float | None = None
     high: float | None = None
     low_open: bool = False    # the bound itself is excluded
@@ -78,6 +83,8 @@ class Option:
     def describe(self) -> str:
         if self.kind is str:
             return f"one of: {', '.join(self.choices)}"
+        if self.kind is bool:
+            return "true or false"
         what = "an integer" if self.kind is int else "a finite number"
         if self.low is not None and self.high is not None:
             return f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
@@ -90,6 +97,8 @@ class Option:
     def accepts(self, value) -> bool:
         if self.kind is str:
             return value in self.choices
+        if self.kind is bool:
+            return isinstance(value, bool)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind is int and not isinstance(value, int):
@@ -116,6 +125,8 @@ class Regularizer:
     counts_d_calls: bool = False     # acts on every D call (SN per_forward): real and fake stay separate calls
     compile_penalty: bool = True     # penalty() can run under torch.compile (not with double backward)
     compile_after_step: bool = True  # after_step() can run under torch.compile
+    compile_d_forward: bool = True   # D's forward can run under torch.compile (GN's takes an input gradient)
+    reads_scores: bool = False       # score_penalty() adds a term: the trainer hands it D's outputs of each D step
 
     @classmethod
     def option_problems(cls, values: dict, prefix: str = "regularizer.") -> list[str]:
@@ -135,6 +146,11 @@ class Regularizer:
 
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return real.new_zeros(())
+
+    def score_penalty(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
+        """A term of D's loss from its outputs (logits) on the D step's real and generated batch;
+        called only when `reads_scores`."""
+        return scores_real.new_zeros(())
 
     def after_step(self, D: nn.Module) -> None:
         return None

@@ -1,8 +1,8 @@
 """Several methods on one D: fn+wgangp (the SN paper's Table 7), sn+gangp (Kurach et al. 2019).
 
 Each hook runs every part's hook in the order of the parts: attach one after the
-other, the penalties summed, after_step one after the other; each part keeps its
-own state in the checkpoint. A combination whose parts would undo or break each
+other, the penalties (and the score penalties) summed, after_step one after the other;
+each part keeps its own state in the checkpoint. A combination whose parts would undo or break each
 other is refused with the reason (`refusal`), before anything is built on D.
 """
 from __future__ import annotations
@@ -35,9 +35,15 @@ def refusal(parts: list[Regularizer]) -> str | None:
                 f"{reparametrizations[0]} the weight D uses is recomputed from the raw one: the projection's "
                 f"bound is lost (svc's write is discarded, wc's clamp is rescaled away)")
     coupling = [p.name for p in parts if p.couples_batch]
-    if coupling and of_kind.get("gradient penalty"):
-        return (f"{' and '.join(of_kind['gradient penalty'])} takes per-sample input gradients of D, which "
+    input_gradients = of_kind.get("gradient penalty", []) + of_kind.get("output normalization", [])
+    if coupling and input_gradients:
+        return (f"{' and '.join(input_gradients)} takes per-sample input gradients of D, which "
                 f"{coupling[0]} couples across the batch: each sample's gradient would depend on the others")
+    if of_kind.get("output normalization") and of_kind.get("gradient penalty"):
+        return (f"{of_kind['output normalization'][0]} divides D's output by its own input-gradient norm, which "
+                f"bounds the gradient norm of the trained f_hat by 1 (Wu et al. 2021 propose it instead of a "
+                f"gradient penalty); {' and '.join(of_kind['gradient penalty'])} on f_hat would constrain that "
+                f"normalized gradient again, through third derivatives of D")
     losses = {p.name: p.default_loss for p in parts if p.default_loss is not None}
     if len(set(losses.values())) > 1:
         return "the parts pair with different losses: " + ", ".join(f"{n} with {loss}" for n, loss in losses.items())
@@ -59,6 +65,8 @@ class Combination(Regularizer):
         self.counts_d_calls = any(p.counts_d_calls for p in parts)
         self.compile_penalty = all(p.compile_penalty for p in parts)
         self.compile_after_step = all(p.compile_after_step for p in parts)
+        self.compile_d_forward = all(p.compile_d_forward for p in parts)
+        self.reads_scores = any(p.reads_scores for p in parts)
         self._generator = None
 
     @property
@@ -80,6 +88,15 @@ class Combination(Regularizer):
         total = self.parts[0].penalty(D, real, fake)
         for part in self.parts[1:]:
             total = total + part.penalty(D, real, fake)
+        return total
+
+    def score_penalty(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
+        reading = [part for part in self.parts if part.reads_scores]
+        if not reading:
+            return super().score_penalty(scores_real, scores_fake)
+        total = reading[0].score_penalty(scores_real, scores_fake)
+        for part in reading[1:]:
+            total = total + part.score_penalty(scores_real, scores_fake)
         return total
 
     def after_step(self, D: nn.Module) -> None:

@@ -1,5 +1,9 @@
 """Singular value clipping (Saito et al. 2017, TGAN): every k D updates, each weight
-matrix (conv reshaped to out x in*kh*kw) becomes U min(S, 1) V^T."""
+matrix (conv reshaped to out x in*kh*kw) becomes U min(S, 1) V^T.
+
+No Python branch reads a GPU value (a weight that needs no clipping, or a diverged one,
+is kept by torch.where), so the only wait on the GPU is the SVD's own: torch's CUDA SVD
+checks its convergence on the host, once per layer every k D updates."""
 from __future__ import annotations
 
 import torch
@@ -11,11 +15,10 @@ from regularizers.base import Option, Regularizer, as_matrix, weight_layers
 @torch.no_grad()
 def clip_singular_values(weight: torch.Tensor, max_value: float) -> None:
     W = as_matrix(weight)
-    if not torch.isfinite(W).all():  # diverged: leave it to the trainer's divergence check
-        return
-    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-    if S.max() > max_value:  # skip the rebuild when nothing needs clipping
-        weight.copy_(((U * S.clamp(max=max_value)) @ Vh).view_as(weight))
+    finite = torch.isfinite(W).all()  # diverged: left as it is, for the trainer's divergence check
+    U, S, Vh = torch.linalg.svd(torch.where(finite, W, 0.0), full_matrices=False)
+    clip = finite & (S.max() > max_value)  # only a weight with a singular value above the bound changes
+    weight.copy_(torch.where(clip, (U * S.clamp(max=max_value)) @ Vh, W).view_as(weight))
 
 
 class SingularValueClipping(Regularizer):

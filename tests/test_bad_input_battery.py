@@ -40,6 +40,10 @@ CONFIG_CASES = [
     (["regularizer=sn", "regularizer.n_power_iterations=0"], ["regularizer.n_power_iterations=0"]),
     (["regularizer=sn", "regularizer.eps=0"], ["regularizer.eps=0"]),
     (["+regularizer.foo=1"], ["regularizer.foo", "no such option", "n_power_iterations"]),
+    # a key no conf file declares is refused wherever + adds it, with the keys valid there
+    (["+foo=1"], ["foo=1: no such key", "valid at the top level", "batch_size", "z_dim"]),
+    (["+model.bar=1"], ["model.bar=1: no such key", "valid in model", "hidden"]),
+    (["+speed.turbo=true"], ["speed.turbo=True: no such key", "valid in speed", "tf32"]),
     (["regularizer=wgangp", "regularizer.weight=-1"], ["regularizer.weight=-1"]),
     (["regularizer=gangp", "regularizer.weight=inf"], ["regularizer.weight=inf"]),
     (["regularizer=bn", "regularizer.momentum=2"], ["regularizer.momentum=2", "[0, 1]"]),

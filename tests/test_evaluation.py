@@ -243,29 +243,31 @@ def test_precision_and_recall_separate_collapse_from_coverage():
     assert one_mode["points_prc2k_2k_recall"] == pytest.approx(1 / 8, abs=0.03)
 
 
-def test_a_metric_kind_added_to_the_registry_is_computed_and_analysed(monkeypatch, tmp_path):
+def test_a_metric_kind_added_to_the_registry_is_computed_and_analysed(tmp_path):
     """Adding a metric is one registry entry plus its compute function: the evaluator computes it
     and the analysis ranks it (lower is better here) with no other edit."""
     import re
-    import sys
-    import types
 
     from analysis.collect import collect
     from analysis.compare import Comparison
-    from benchmark import contract
+    from benchmark.contract import METRIC_KINDS, Column, MetricKind
+    from benchmark.evaluation import COMPUTE
 
-    module = types.ModuleType("throwaway_metric")
-    module.compute = lambda ev, p, fake, space: {p.name: float(fake["points"][:p.num_fake].norm(dim=1).mean())}
-    monkeypatch.setitem(sys.modules, "throwaway_metric", module)
-    kind = contract.MetricKind("radius", re.compile(r"^radius(?P<n>\d+k?)$"), "radius<N>",
-                               (contract.Column("radius", "", False, "quality", None, "mean distance to 0"),),
-                               "throwaway_metric:compute", space="points")
-    monkeypatch.setattr(contract, "METRIC_KINDS", (*contract.METRIC_KINDS, kind))
-    for reg in ("none", "sn"):
-        cfg = compose_config(["dataset=ring8", f"regularizer={reg}", "budget=smoke", "progress=false",
-                              "eval.metrics=[radius500]"])
-        Trainer(cfg, tmp_path / reg).fit()
-    comparison = Comparison(*collect([tmp_path]))
-    assert comparison.metrics() == ["radius500"]
-    best = comparison.best_settings("radius500")
-    assert len(best) == 2 and best["mean"].notna().all()
+    METRIC_KINDS.add(MetricKind(
+        name="radius", pattern=re.compile(r"^radius(?P<n>\d+k?)$"), form="radius<N>", space="points",
+        columns=(Column(key="radius", suffix="", higher_is_better=False, role="quality", worst=None,
+                        description="mean distance to 0"),)))
+    COMPUTE.add(lambda ev, p, fake, space: {p.name: float(fake["points"][:p.num_fake].norm(dim=1).mean())},
+                name="radius")
+    try:
+        for reg in ("none", "sn"):
+            cfg = compose_config(["dataset=ring8", f"regularizer={reg}", "budget=smoke", "progress=false",
+                                  "eval.metrics=[radius500]"])
+            Trainer(cfg, tmp_path / reg).fit()
+        comparison = Comparison(*collect([tmp_path]))
+        assert comparison.metrics() == ["radius500"]
+        best = comparison.best_settings("radius500")
+        assert len(best) == 2 and best["mean"].notna().all()
+    finally:
+        METRIC_KINDS.remove("radius")
+        COMPUTE.remove("radius")

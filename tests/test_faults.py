@@ -1,4 +1,4 @@
-"""Faults a long sweep meets (issue 14): two writers on one run directory, a crafted weights file,
+"""Faults a long sweep meets: two writers on one run directory, a crafted weights file,
 torn and unreadable records, a run killed by its scheduler. Each leaves one clear message and never
 blocks the other runs. The battery of bad values is tests/test_bad_input_battery.py."""
 import gzip
@@ -41,7 +41,7 @@ def ring_run(tmp_path) -> Path:
     return run_dir
 
 
-# ---------------------------------------------------------------- 1. one writer per run directory
+# ---------------------------------------------------------------- one writer per run directory
 HOLD = "import sys, time; from benchmark.run_lock import locked\nwith locked(sys.argv[1]):\n" \
        "    print('held', flush=True); time.sleep(600)\n"
 
@@ -119,7 +119,7 @@ def test_a_sweep_skips_a_busy_run_without_writing_into_it(tmp_path):
     assert json.loads((sweep / "none" / "result.json").read_text())["status"] == "completed"
 
 
-# ---------------------------------------------------------------- 2. weights that would run code
+# ---------------------------------------------------------------- files that would run code, or cannot load
 def test_the_official_inception_file_passes_by_digest_and_others_must_be_plain_tensors(tmp_path, monkeypatch,
                                                                                         capsys):
     plain = tmp_path / "plain.pth"
@@ -137,7 +137,15 @@ def test_the_official_inception_file_passes_by_digest_and_others_must_be_plain_t
         evaluation.verify_inception_weights(listed)
 
 
-# ---------------------------------------------------------------- 3. a torn last line of metrics.jsonl
+def test_evaluate_names_a_corrupt_checkpoint_without_a_traceback(ring_run, capsys):
+    (ring_run / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut")
+    with pytest.raises(SystemExit) as err:
+        evaluate.main([str(ring_run), "--metrics", "mixture2k"])
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and str(ring_run / "checkpoint.pt") in message and "Traceback" not in message
+
+
+# ---------------------------------------------------------------- torn and unreadable records
 def test_resume_drops_a_torn_tail_back_to_the_checkpoint(ring_run):
     (ring_run / "result.json").unlink()
     with open(ring_run / "metrics.jsonl", "a") as f:
@@ -166,7 +174,6 @@ def test_readers_skip_a_torn_tail_with_a_warning_naming_the_file(tmp_path, capsy
     assert "1 completed" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- 4. an unreadable result.json
 def test_a_truncated_result_is_named_and_run_again(ring_run, capsys):
     path = ring_run / "result.json"
     path.write_text(path.read_text()[:40])
@@ -193,27 +200,7 @@ def test_one_unreadable_run_is_set_aside_and_never_blocks_the_sweep(tmp_path, ca
     assert "set aside" in path.read_text() and str(torn) in path.read_text()
 
 
-# ---------------------------------------------------------------- 9. the smaller ones
-def test_a_failed_run_ends_the_sweep_with_a_nonzero_status(tmp_path, capsys):
-    sweep = tmp_path / "sweep"
-    write_run(sweep, "sn", "A", 0, "completed", 30.0, 7.0)
-    write_run(sweep, "none", "A", 0, "failed", None, None)
-    config = {"hydra": {"sweep": {"dir": str(sweep)}}}
-    with pytest.raises(SystemExit) as err:
-        sweep_status.SweepSummary().on_multirun_end(config=_dot(config))
-    assert err.value.code == 1
-    out = capsys.readouterr().out
-    assert "1 completed, 1 failed" in out and "did not finish" in out
-    (sweep / "regularizer=none,seed=0,setting=A" / "result.json").unlink()
-    shutil.rmtree(sweep / "regularizer=none,seed=0,setting=A")
-    sweep_status.SweepSummary().on_multirun_end(config=_dot(config))  # all finished: no exit
-
-
-def _dot(d: dict):
-    from omegaconf import OmegaConf
-    return OmegaConf.create(d)
-
-
+# ---------------------------------------------------------------- how a run and a sweep end
 def test_preemption_says_on_stderr_that_it_saved(tmp_path, capsys, monkeypatch):
     trainer = Trainer(compose_config([*BASE, "budget.iterations=4", "budget.checkpoint_every=4"]), tmp_path)
     original = trainer.train_one_update
@@ -235,6 +222,26 @@ def test_preemption_says_on_stderr_that_it_saved(tmp_path, capsys, monkeypatch):
     assert "received SIGTERM" in message and "iteration 2" in message and str(tmp_path / "checkpoint.pt") in message
 
 
+def test_a_failed_run_ends_the_sweep_with_a_nonzero_status(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_run(sweep, "sn", "A", 0, "completed", 30.0, 7.0)
+    write_run(sweep, "none", "A", 0, "failed", None, None)
+    config = {"hydra": {"sweep": {"dir": str(sweep)}}}
+    with pytest.raises(SystemExit) as err:
+        sweep_status.SweepSummary().on_multirun_end(config=_dot(config))
+    assert err.value.code == 1
+    out = capsys.readouterr().out
+    assert "1 completed, 1 failed" in out and "did not finish" in out
+    (sweep / "regularizer=none,seed=0,setting=A" / "result.json").unlink()
+    shutil.rmtree(sweep / "regularizer=none,seed=0,setting=A")
+    sweep_status.SweepSummary().on_multirun_end(config=_dot(config))  # all finished: no exit
+
+
+def _dot(d: dict):
+    from omegaconf import OmegaConf
+    return OmegaConf.create(d)
+
+
 def test_a_run_keeps_its_own_stdout_stderr_and_traceback_in_run_log(tmp_path, capsys, monkeypatch):
     """run.log (benchmark.contract.RUN_LOG), which sweep-status names for a failed run, holds what the
     run printed, its warnings and its crash's traceback, not only logging lines."""
@@ -254,6 +261,26 @@ def test_a_run_keeps_its_own_stdout_stderr_and_traceback_in_run_log(tmp_path, ca
     assert str(tmp_path / "run" / "run.log") in sweep_status.summary(tmp_path)
 
 
+# ---------------------------------------------------------------- files written whole and readable by others
+def test_analysis_outputs_are_whole_or_absent(tmp_path, monkeypatch):
+    path = tmp_path / "report.md"
+    write_atomic_text(path, "old")
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_atomic_text(path, "new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_report_out_naming_a_file_is_a_clear_error(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_run(sweep, "sn", "A", 0, "completed", 30.0, 7.0)
+    (tmp_path / "report.txt").write_text("mine")
+    with pytest.raises(SystemExit) as err:
+        report.main([str(sweep), "--out", str(tmp_path / "report.txt")])
+    assert err.value.code == 2 and "report.txt is a file" in capsys.readouterr().err
+    assert (tmp_path / "report.txt").read_text() == "mine"
+
+
 def test_copied_dataset_files_are_readable_by_others(tmp_path, monkeypatch, image_root):
     debian = tmp_path / "debian"
     debian.mkdir()
@@ -268,34 +295,7 @@ def test_copied_dataset_files_are_readable_by_others(tmp_path, monkeypatch, imag
         assert (tmp_path / "root" / "FashionMNIST" / "raw" / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_evaluate_names_a_corrupt_checkpoint_without_a_traceback(ring_run, capsys):
-    (ring_run / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut")
-    with pytest.raises(SystemExit) as err:
-        evaluate.main([str(ring_run), "--metrics", "mixture2k"])
-    message = capsys.readouterr().err
-    assert err.value.code == 2 and str(ring_run / "checkpoint.pt") in message and "Traceback" not in message
-
-
-def test_report_out_naming_a_file_is_a_clear_error(tmp_path, capsys):
-    sweep = tmp_path / "sweep"
-    write_run(sweep, "sn", "A", 0, "completed", 30.0, 7.0)
-    (tmp_path / "report.txt").write_text("mine")
-    with pytest.raises(SystemExit) as err:
-        report.main([str(sweep), "--out", str(tmp_path / "report.txt")])
-    assert err.value.code == 2 and "report.txt is a file" in capsys.readouterr().err
-    assert (tmp_path / "report.txt").read_text() == "mine"
-
-
-def test_analysis_outputs_are_whole_or_absent(tmp_path, monkeypatch):
-    path = tmp_path / "report.md"
-    write_atomic_text(path, "old")
-    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
-        write_atomic_text(path, "new")
-    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.md"]
-
-
-# ---------------------------------------------------------------- 6. the options every regularizer declares
+# ---------------------------------------------------------------- the options every regularizer declares
 @pytest.mark.parametrize("name", sorted(regularizers.REGISTRY))
 def test_each_regularizer_declares_every_option_its_config_and_constructor_take(name):
     cls = regularizers.REGISTRY[name]

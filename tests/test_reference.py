@@ -4,10 +4,13 @@ analysis cannot drift from what the README shows without this failing."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
+from analysis.report import main as report_main
 from analysis.report import make_report
 from tests.helpers import ROOT
 
@@ -23,11 +26,19 @@ def test_the_readme_references_are_shipped():
         assert f"results/{name}/report/report.md" in readme, f"README does not link results/{name}"
 
 
+def documented_report_args(reference: Path) -> list[str]:
+    """The options of the reference's own `make figures SWEEP=results/<name> [ARGS="..."]` command (its
+    README's Commands): the shipped report is what that command makes, e.g. scored `--at 5000`."""
+    found = re.search(rf'make figures SWEEP=results/{reference.name}(?: ARGS="([^"]*)")?', (reference / "README.md").read_text())
+    assert found, f"results/{reference.name}/README.md names no `make figures SWEEP=results/{reference.name}` command"
+    return shlex.split(found.group(1) or "")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("reference", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_the_report_regenerated_from_the_shipped_records_is_the_shipped_one(reference, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the report names its input as `make figures SWEEP=results/<name>` does
-    make_report([reference.relative_to(ROOT)], tmp_path)
+    report_main([str(reference.relative_to(ROOT)), "--out", str(tmp_path), *documented_report_args(reference)])
     shipped = reference / "report"
     names = sorted(p.name for pattern in TEXT for p in shipped.glob(pattern))
     assert names == sorted(p.name for pattern in TEXT for p in tmp_path.glob(pattern))

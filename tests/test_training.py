@@ -162,7 +162,7 @@ def test_cli_run_resumes_from_its_directory_and_refuses_a_corrupt_checkpoint(ima
 
 
 def test_opt_setting_decays_lr_linearly_to_zero_and_draws_g_batch_at_twice(tiny_config, tmp_path, monkeypatch):
-    """The ResNet runs as Gulrajani et al.'s and the SN authors' code ran them (PAPER.md, `opt`)."""
+    """The ResNet runs as Gulrajani et al.'s and the SN authors' code ran them (docs/paper.md, `opt`)."""
     trainer = Trainer(tiny_config("setting=opt", "budget.iterations=4"), tmp_path)
     lrs, g_batches = [], []
     original_g_loss, original_update = trainer.g_loss, trainer.train_one_update

@@ -22,7 +22,7 @@ from analysis.figures import save
 from analysis.numbers import fmt
 from benchmark.contract import COMPLETED, METRICS_FILE, RESULT_FILE, read_json, read_jsonl
 
-COLUMNS = ("grad_max", "grad_mean", "ascent_max", "layer_product", "layer_product_is_bound")
+COLUMNS = ("grad_max", "grad_mean", "ascent_max", "layer_product", "layer_product_is_bound", "output_max")
 LABELS = ("dataset", "model", "width", "regularizer", "method", "setting_label", "context", "seed")
 
 

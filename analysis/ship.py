@@ -69,11 +69,13 @@ def bench_provenance(path: Path) -> str:
 
 
 def provenance(results: list[dict], unfinished: list[str], commands: list[str], notes: list[str], name: str,
-               size: int | None = None, bench: Path | None = None) -> list[str]:
+               size: int | None = None, bench: Path | None = None, at: int | None = None) -> list[str]:
     envs = [r.get("environment") or {} for r in results]
     commits = Counter(e.get("git_commit") for e in envs)
-    hosts = Counter(f"{e.get('host')} ({e.get('device_name')}, {e.get('torch_threads')} torch thread(s))"
-                    for e in envs)
+    # the CPU's kernel set: on another one (AVX2 against AVX-512) a CPU run follows another trajectory
+    hosts = Counter(f"{e.get('host')} ({e.get('device_name')}, "
+                    f"{(e.get('cpu') or {}).get('torch_cpu_capability') or 'CPU kernels not recorded'}, "
+                    f"{e.get('torch_threads')} torch thread(s))" for e in envs)
     packages = Counter(", ".join(f"{k} {v}" for k, v in sorted((e.get("packages") or {}).items())) for e in envs)
     statuses = Counter(r["status"] for r in results)
     seconds = sum(r.get("train_seconds") or 0.0 for r in results)
@@ -82,7 +84,8 @@ def provenance(results: list[dict], unfinished: list[str], commands: list[str], 
           + (f"; {len(unfinished)} not finished when shipped, left out" if unfinished else "") + ".",
           "", "Report: [report/report.md](report/report.md); paper claims: [report/claims.md](report/claims.md).",
           "", "## Commands", "", "```"] + commands + [f"python -m analysis.ship <sweep> --name {name}",
-                                                      f"make figures SWEEP=results/{name}   # reproduces report/",
+                                                      f"make figures SWEEP=results/{name}" + (f' ARGS="--at {at}"' if at else "")
+                                                      + "   # reproduces report/",
                                                       "```", "", "## Where and at what cost", ""]
     md += [f"- commit {c}: {n} runs" for c, n in commits.most_common()]
     md += [f"- machine {h}: {n} runs" for h, n in hosts.most_common()]
@@ -101,10 +104,11 @@ def provenance(results: list[dict], unfinished: list[str], commands: list[str], 
 
 
 def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), results_root: Path = RESULTS,
-         bench: Path | None = None) -> Path:
+         bench: Path | None = None, at: int | None = None) -> Path:
     """`results_root` relative to the repository root, as `make figures SWEEP=results/<name>` names it,
     so that the report names its input the same way. `bench`: make bench's JSON, shipped as the
-    reference's own (read_bench checks it first)."""
+    reference's own (read_bench checks it first). `at`: the report scores every run at that generator
+    update (a reference whose runs have several budgets: make figures ARGS="--at N")."""
     out = results_root / name
     if bench is not None:
         read_bench(bench)
@@ -125,14 +129,15 @@ def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), res
     report_dir = out / "report"
     if report_dir.exists():
         shutil.rmtree(report_dir)
-    make_report([out], report_dir)
+    make_report([out], report_dir, at=at)
     for pdf in report_dir.glob("*.pdf"):
         pdf.unlink()
     readme = out / "README.md"
     own = out / OWN_BENCH if (out / OWN_BENCH).is_file() else None
-    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, bench=own)) + "\n")
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, bench=own, at=at)) + "\n")
     # then again with the folder's size (this README's own bytes change it by a few)
-    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out), own)) + "\n")
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out), own, at))
+                      + "\n")
     return out
 
 
@@ -144,9 +149,11 @@ def main(argv=None) -> Path:
     p.add_argument("--command", action="append", default=[], help="a command that made the runs (repeatable)")
     p.add_argument("--note", action="append", default=[], help="a caveat the README should say (repeatable)")
     p.add_argument("--bench", type=Path, help="make bench's JSON for the reference's model, shipped as its own")
+    p.add_argument("--at", type=int, metavar="N", help="the report scores every run at generator update N "
+                                                       "(make figures ARGS=\"--at N\"), for runs of several budgets")
     args = p.parse_args(argv)
     try:
-        out = ship(args.sweep, args.name, args.command, args.note, bench=args.bench)
+        out = ship(args.sweep, args.name, args.command, args.note, bench=args.bench, at=args.at)
     except (OSError, SchemaError, UnreadableRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

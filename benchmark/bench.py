@@ -13,7 +13,11 @@ alike. The table gives the median seconds per generator update (n_dis D steps +
 1 G step), per D step and per G step, each with its ratio to `none` under the
 same variant, the ratio to the first variant, the FLOPs of one update (convs and
 matmuls, forward and backward) with the throughput they imply, and the peak GPU
-memory.
+memory. A second table gives the ATen operations one D step, one G step and one
+generator update dispatch (benchmark/op_count.py), and the D step's extra over
+`none`: at small batch a GPU pays per operation, so these predict its cost where
+CPU seconds do not (docs/cost.md). FLOPs and operations are counted once per
+method, eagerly, under the first variant; they do not depend on the machine or its load.
 """
 from __future__ import annotations
 
@@ -26,17 +30,17 @@ from pathlib import Path
 
 import torch
 from hydra.errors import HydraException
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 import regularizers
 from benchmark.config import compose_config, resolve_device
 from benchmark.data import DATASETS
 from benchmark.models import MODELS
+from benchmark.op_count import step_counts
 from benchmark.results import SCHEMA, environment, write_json
 
 # Timed by default beside the single methods: the SN paper's Table 7 pair and compare_gan's SN + GP.
 COMBINATIONS = ("fn+wgangp", "sn+gangp")
+OPERATION_KEYS = ("ops_per_d_step", "ops_per_g_step", "ops_per_generator_update")
 
 
 def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str]):
@@ -50,24 +54,6 @@ def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str
     else:  # the config check pairs a points model with point data: the first such dataset
         base.append(f"dataset={next(d.name for d in DATASETS.values() if d.data == 'points')}")
     return compose_config(base + overrides)
-
-
-class CountFlops(TorchDispatchMode):
-    """FLOPs of the ops that run inside (torch's formulas: convs and matmuls, forward and
-    backward). torch's own FlopCounterMode cannot count a gradient penalty: its module tracker
-    fails inside autograd.grad."""
-
-    def __init__(self):
-        super().__init__()
-        self.total = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            self.total += formula(*args, **kwargs, out_val=out)
-        return out
 
 
 def synchronize(device: torch.device) -> None:
@@ -86,14 +72,6 @@ def time_update(trainer, device: torch.device) -> tuple[float, float]:
     trainer.g_step()
     synchronize(device)
     return middle - start, time.perf_counter() - middle
-
-
-def update_flops(trainer) -> int:
-    with CountFlops() as counter:
-        for _ in range(trainer.cfg.setting.n_dis):
-            trainer.d_step()
-        trainer.g_step()
-    return counter.total
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -157,13 +135,13 @@ def run(args: argparse.Namespace) -> dict:
         data = torch.randint(0, 256, (max(1024, args.batch), args.channels, args.size, args.size), dtype=torch.uint8,
                              generator=generator)
 
-    trainers, peak, flops = {}, {}, {}
+    trainers, peak, counts = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         first = next(iter(variants))
-        for name in names:  # FLOPs depend on the model and the method, not on the variant: counted eagerly once
+        for name in names:  # counted eagerly once, under the first variant, like FLOPs
             counted = Trainer(bench_config(name, args, [*variants[first], "speed.compile=false"]),
-                              Path(tmp) / "flops" / name, data=data)
-            flops[name] = update_flops(counted)
+                              Path(tmp) / "counted" / name, data=data)
+            counts[name] = step_counts(counted)
             del counted
         for pair in pairs:
             variant, name = pair
@@ -184,13 +162,18 @@ def run(args: argparse.Namespace) -> dict:
     for variant, name in pairs:
         t = times[variant, name]
         total = statistics.median(d + g for d, g in t)
+        c = counts[name]
         results[variant][name] = {
             "seconds_per_generator_update": total,
             "seconds_per_d_step": statistics.median(d for d, _ in t) / args.n_dis,
             "seconds_per_g_step": statistics.median(g for _, g in t),
-            "gflop_per_generator_update": flops[name] / 1e9,
-            "tflop_per_second": flops[name] / total / 1e12,
+            "gflop_per_generator_update": c["flops_per_generator_update"] / 1e9,
+            "tflop_per_second": c["flops_per_generator_update"] / total / 1e12,
             "peak_memory_bytes": peak.get((variant, name)),
+            **{key: c[key] for key in OPERATION_KEYS},
+            "ops_per_d_step_over_none": c["ops_per_d_step"] - counts["none"]["ops_per_d_step"],
+            "ops_per_g_step_over_none": c["ops_per_g_step"] - counts["none"]["ops_per_g_step"],
+            "d_step_ops_by_name": c["d_step_ops_by_name"],
             "samples": [list(sample) for sample in t],
         }
     for rows in results.values():
@@ -220,6 +203,14 @@ def table(report: dict) -> str:
                          f"{r['seconds_per_g_step']:>11.4f}{r['ratio_g_step']:>8.3f}"
                          f"{r['ratio_to_first_variant']:>14.3f}{r['gflop_per_generator_update']:>8.1f}"
                          f"{r['tflop_per_second']:>9.3f}{mem:>10}")
+    rows = report["results"][first]
+    lines += ["", f"ATen operations dispatched (counted once, eagerly, under variant {first}; +: over none)",
+              f"{'regularizer':<12}{'ops/D-step':>11}{'+':>6}{'ops/G-step':>11}{'+':>6}{'ops/G-update':>13}"
+              f"{'GFLOP':>8}"]
+    for name, r in rows.items():
+        lines.append(f"{name:<12}{r['ops_per_d_step']:>11.0f}{r['ops_per_d_step_over_none']:>+6.0f}"
+                     f"{r['ops_per_g_step']:>11.0f}{r['ops_per_g_step_over_none']:>+6.0f}"
+                     f"{r['ops_per_generator_update']:>13.0f}{r['gflop_per_generator_update']:>8.1f}")
     return "\n".join(lines)
 
 

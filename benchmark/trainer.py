@@ -182,7 +182,8 @@ class Trainer:
         # a paired loss scores each generated sample against a real one: a real batch of G's size
         real = torch.cat([self.batches.next() for _ in range(multiplier)]) if self.pairs_real else None
         with parametrize.cached():
-            loss = self.g_loss(self.sample_z(self.cfg.batch_size * multiplier), real)
+            z = self.sample_z(self.cfg.batch_size * multiplier)
+            loss = self.g_loss(z) if real is None else self.g_loss(z, real)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
         self.opt_g.step()

@@ -1,20 +1,17 @@
-"""Frobenius normalization (SN paper, appendix): W / ||W||_F."""
+"""Frobenius normalization (SN paper, appendix): W / ||W||_F, all layers at once
+(regularizers/reparametrize.py)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from regularizers.base import Option, Regularizer
-from regularizers.reparametrize import parametrize_weights
+from regularizers.reparametrize import DivideByNorm, Normalized, Tensors, parametrize_all_weights
 
 
-class FrobeniusNormalized(nn.Module):
-    def __init__(self, eps: float):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight / weight.norm().clamp_min(self.eps)
+class FrobeniusNormalized(Normalized):
+    def normalize_all(self, members: list[Normalized], weights: Tensors) -> list[torch.Tensor]:
+        return list(DivideByNorm.apply(self.eps, False, *weights))
 
 
 class FrobeniusNorm(Regularizer):
@@ -27,4 +24,4 @@ class FrobeniusNorm(Regularizer):
         self.eps = eps
 
     def attach(self, D: nn.Module) -> nn.Module:
-        return parametrize_weights(D, lambda layer: FrobeniusNormalized(self.eps))
+        return parametrize_all_weights(D, lambda layer: FrobeniusNormalized(self.eps))

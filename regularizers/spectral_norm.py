@@ -20,34 +20,74 @@ import torch.nn.functional as F
 from torch import nn
 
 from regularizers.base import Option, Regularizer, as_matrix, weight_layers
-from regularizers.reparametrize import parametrize_weights
+from regularizers.reparametrize import (
+    Normalized,
+    Tensors,
+    divide_by_clamped,
+    divide_by_clamped_backward,
+    parametrize_all_weights,
+    shaped,
+    split,
+)
 
 
-class SpectralNormalized(nn.Module):
+class SpectralNormalized(Normalized):
     """Parametrization W -> W / (u^T W v); u, v are buffers, so saved with the model."""
 
     def __init__(self, weight: torch.Tensor, eps: float):
-        super().__init__()
-        self.eps = eps
+        super().__init__(eps)
         rows, cols = as_matrix(weight).shape
         # Random start as in the paper (u ~ N(0, I) normalized), drawn from the
         # global RNG so the run's seed fixes it.
         self.register_buffer("u", F.normalize(weight.new_empty(rows).normal_(), dim=0, eps=eps))
         self.register_buffer("v", F.normalize(weight.new_empty(cols).normal_(), dim=0, eps=eps))
 
-    @torch.no_grad()
-    def power_iteration(self, weight: torch.Tensor) -> None:
-        W = as_matrix(weight)
-        self.v.copy_(F.normalize(W.t() @ self.u, dim=0, eps=self.eps))
-        self.u.copy_(F.normalize(W @ self.v, dim=0, eps=self.eps))
-
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        # u, v are constants for autograd; the gradient flows through W only. Copies, because
-        # per_forward iterates in place before the backward of an earlier call of the step.
-        return torch.dot(self.u.clone(), as_matrix(weight) @ self.v.clone())
+        return torch.dot(self.u, as_matrix(weight) @ self.v)
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight / self.sigma(weight).clamp_min(self.eps)
+    def normalize_all(self, members: list[Normalized], weights: Tensors) -> list[torch.Tensor]:
+        return list(SpectralDivide.apply(self.eps, *weights, *(m.u for m in members), *(m.v for m in members)))
+
+
+class SpectralDivide(torch.autograd.Function):
+    """W / max(u^T W v, eps) for every layer at once; u, v are constants for autograd (the
+    gradient flows through W only). The backward is autograd's for the per-layer expression:
+    the division's (reparametrize.py), then dot's and mv's, d(Wv) = d_sigma u and dW = d(Wv) v^T."""
+
+    @staticmethod
+    def forward(ctx, eps: float, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        weights, us, vs = split(tensors, 3)
+        sigmas = [torch.dot(u, as_matrix(W) @ v) for W, u, v in zip(weights, us, vs, strict=True)]
+        clamped, quotients = divide_by_clamped(weights, sigmas, eps)
+        ctx.eps = eps
+        ctx.save_for_backward(*weights, *us, *vs, *sigmas, *clamped)
+        return tuple(quotients)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        weights, us, vs, sigmas, clamped = split(ctx.saved_tensors, 5)
+        direct, d_sigmas, _ = divide_by_clamped_backward(grads, weights, sigmas, clamped, ctx.eps)
+        d_products = torch._foreach_mul(us, d_sigmas)
+        d_matrices = torch._foreach_mul([d.unsqueeze(1) for d in d_products], vs)
+        d_weights = torch._foreach_add(direct, shaped(d_matrices, [W.shape for W in weights]))
+        return None, *d_weights, *(None,) * (2 * len(weights))
+
+
+@torch.no_grad()
+def power_iteration(weights: Tensors, us: Tensors, vs: Tensors, eps: float) -> tuple[list[torch.Tensor], ...]:
+    """One step for every layer at once: v <- W^T u / ||W^T u||, then u <- W v / ||W v||
+    (F.normalize's floor eps). Returns the new u's and v's."""
+    matrices = [as_matrix(W) for W in weights]
+    vs = _unit([M.t() @ u for M, u in zip(matrices, us, strict=True)], eps)
+    us = _unit([M @ v for M, v in zip(matrices, vs, strict=True)], eps)
+    return us, vs
+
+
+def _unit(vectors: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
+    norms = torch._foreach_norm(vectors)
+    torch._foreach_clamp_min_(norms, eps)
+    torch._foreach_div_(vectors, norms)
+    return vectors
 
 
 POWER_ITERATION_SCHEDULES = ("per_update", "per_forward")
@@ -68,7 +108,7 @@ class SpectralNorm(Regularizer):
         self.counts_d_calls = self.per_forward
 
     def attach(self, D: nn.Module) -> nn.Module:
-        parametrize_weights(D, lambda layer: SpectralNormalized(layer.weight, self.eps))
+        parametrize_all_weights(D, lambda layer: SpectralNormalized(layer.weight, self.eps))
         if self.per_forward:
             D.register_forward_pre_hook(self._before_forward)
         else:
@@ -85,7 +125,16 @@ class SpectralNorm(Regularizer):
 
     @torch.no_grad()
     def iterate(self, D: nn.Module) -> None:
-        for _, layer in weight_layers(D):
-            sn = layer.parametrizations.weight[0]
-            for _ in range(self.n_power_iterations):
-                sn.power_iteration(layer.parametrizations.weight.original)
+        layers = [layer for _, layer in weight_layers(D)]
+        normalized = [layer.parametrizations.weight[0] for layer in layers]
+        weights = [layer.parametrizations.weight.original for layer in layers]
+        for _ in range(self.n_power_iterations):
+            us, vs = power_iteration(weights, [sn.u for sn in normalized], [sn.v for sn in normalized], self.eps)
+            if self.per_forward:
+                # New tensors, not an update in place: the backward of this step's earlier D call
+                # still needs the u, v its sigma was computed with.
+                for sn, u, v in zip(normalized, us, vs, strict=True):
+                    sn.u, sn.v = u, v
+            else:
+                torch._foreach_copy_([sn.u for sn in normalized], us)
+                torch._foreach_copy_([sn.v for sn in normalized], vs)

@@ -1,22 +1,18 @@
 """Weight normalization without gain (Salimans & Kingma 2016, as run in the SN paper):
-each row of the (out x in*kh*kw) weight matrix has unit norm, W_i = V_i / ||V_i||."""
+each row of the (out x in*kh*kw) weight matrix has unit norm, W_i = V_i / ||V_i||.
+All layers at once (regularizers/reparametrize.py)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from regularizers.base import Option, Regularizer, as_matrix
-from regularizers.reparametrize import parametrize_weights
+from regularizers.base import Option, Regularizer
+from regularizers.reparametrize import DivideByNorm, Normalized, Tensors, parametrize_all_weights
 
 
-class RowNormalized(nn.Module):
-    def __init__(self, eps: float):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        norms = as_matrix(weight).norm(dim=1).clamp_min(self.eps)
-        return weight / norms.view(-1, *([1] * (weight.dim() - 1)))
+class RowNormalized(Normalized):
+    def normalize_all(self, members: list[Normalized], weights: Tensors) -> list[torch.Tensor]:
+        return list(DivideByNorm.apply(self.eps, True, *weights))
 
 
 class WeightNorm(Regularizer):
@@ -29,4 +25,4 @@ class WeightNorm(Regularizer):
         self.eps = eps
 
     def attach(self, D: nn.Module) -> nn.Module:
-        return parametrize_weights(D, lambda layer: RowNormalized(self.eps))
+        return parametrize_all_weights(D, lambda layer: RowNormalized(self.eps))

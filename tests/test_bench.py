@@ -5,6 +5,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark import bench
+from benchmark.op_count import CountOps
 
 
 def test_bench_times_regularizers_against_none_under_each_variant_and_writes_json(tmp_path, capsys):
@@ -27,19 +28,35 @@ def test_bench_times_regularizers_against_none_under_each_variant_and_writes_jso
     # the penalty's extra D passes (forward, double backward) are counted
     plain = report["results"]["plain"]
     assert plain["wgangp"]["gflop_per_generator_update"] > 1.3 * plain["none"]["gflop_per_generator_update"]
+    # operations: counted once (the same under every variant), per update n_dis D steps and one G step
+    for name, row in plain.items():
+        assert row["ops_per_generator_update"] == 2 * row["ops_per_d_step"] + row["ops_per_g_step"]
+        assert row["ops_per_d_step_over_none"] == row["ops_per_d_step"] - plain["none"]["ops_per_d_step"]
+        assert row["ops_per_d_step"] == sum(row["d_step_ops_by_name"].values())
+        assert row["ops_per_d_step"] == report["results"]["fast"][name]["ops_per_d_step"]
+    assert plain["sn"]["ops_per_d_step_over_none"] > 0 and plain["sn"]["d_step_ops_by_name"]["mv"] > 0
     printed = capsys.readouterr().out
-    assert "variant fast" in printed and "wgangp" in printed
+    assert "variant fast" in printed and "wgangp" in printed and "ATen operations" in printed
 
 
 def test_flop_count_agrees_with_torch_and_with_the_formula():
     layer = torch.nn.Linear(30, 20)
     x = torch.randn(8, 30, requires_grad=True)
-    with bench.CountFlops() as ours:
+    with CountOps() as ours:
         layer(x).sum().backward()
     with FlopCounterMode(display=False) as theirs:
         layer(x).sum().backward()
     # forward 2*8*30*20; backward: the input's and the weight's gradients, as much again each
-    assert ours.total == theirs.get_total_flops() == 3 * 2 * 8 * 30 * 20
+    assert ours.flops == theirs.get_total_flops() == 3 * 2 * 8 * 30 * 20
+
+
+def test_operation_count_names_every_aten_operation_once():
+    x = torch.randn(4, 3)
+    with CountOps() as counted:
+        y = (x * 2).relu().t()  # three operations; a view counts as one
+        torch._foreach_add([x, y], 1.0)  # one operation for the whole list
+    assert dict(counted.ops) == {"mul": 1, "relu": 1, "t": 1, "_foreach_add": 1}
+    assert counted.total == 4
 
 
 @pytest.mark.parametrize("argv, message", [

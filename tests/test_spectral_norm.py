@@ -4,7 +4,7 @@ from torch import nn
 
 import regularizers
 from regularizers import as_matrix, weight_layers
-from regularizers.spectral_norm import SpectralNormalized
+from regularizers import spectral_norm
 
 
 def small_d() -> nn.Module:
@@ -57,12 +57,18 @@ def test_sn_power_iteration_runs_once_per_d_update_not_per_forward():
     assert not torch.equal(layer.parametrizations.weight[0].u, u0)
 
 
+def count_layer_iterations(monkeypatch) -> list[int]:
+    """One entry per layer and power iteration step (a step iterates all layers at once)."""
+    calls = []
+    original = spectral_norm.power_iteration
+    monkeypatch.setattr(spectral_norm, "power_iteration",
+                        lambda weights, *rest: (calls.extend(map(id, weights)), original(weights, *rest))[1])
+    return calls
+
+
 def test_trainer_runs_one_power_iteration_per_d_update(tiny_config, tmp_path, monkeypatch):
     from benchmark.trainer import Trainer
-    calls = []
-    original = SpectralNormalized.power_iteration
-    monkeypatch.setattr(SpectralNormalized, "power_iteration",
-                        lambda self, w: (calls.append(id(self)), original(self, w))[1])
+    calls = count_layer_iterations(monkeypatch)
     trainer = Trainer(tiny_config("regularizer=sn", "setting=A", "budget.iterations=2"), tmp_path)
     layers = len(list(weight_layers(trainer.D)))
     calls.clear()  # attach ran the first update's iteration
@@ -86,10 +92,7 @@ def test_trainer_runs_one_power_iteration_per_training_mode_d_call_with_per_forw
     """The authors' Chainer schedule: real and fake calls of each D step, plus the G step's call:
     2 * n_dis + 1 = 11 per generator update at n_dis 5, even with the joint real+fake call switched on."""
     from benchmark.trainer import Trainer
-    calls = []
-    original = SpectralNormalized.power_iteration
-    monkeypatch.setattr(SpectralNormalized, "power_iteration",
-                        lambda self, w: (calls.append(id(self)), original(self, w))[1])
+    calls = count_layer_iterations(monkeypatch)
     trainer = Trainer(tiny_config("regularizer=sn", "regularizer.power_iteration=per_forward", "setting=A",
                                   "budget.iterations=2", "speed.joint_d_call=true"), tmp_path)
     layers = len(list(weight_layers(trainer.D)))

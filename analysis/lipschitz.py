@@ -122,7 +122,7 @@ def lipschitz_section(comparison: Comparison, out_dir: Path) -> list[str]:
     if table.empty:
         return []
     md = ["## How Lipschitz is each discriminator", "",
-          "Measured at every evaluation (README, Lipschitz diagnostics): the largest input-gradient norm "
+          "Measured at every evaluation (docs/lipschitz.md): the largest input-gradient norm "
           "over fixed real, generated and interpolated samples, tightened by gradient ascent on input pairs "
           "(a lower bound on D's Lipschitz constant), and the product of the layers' true operator norms "
           "(an upper bound where D is a chain of its layers and 1-Lipschitz activations).", ""]

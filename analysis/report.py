@@ -119,6 +119,7 @@ def ranking_section(comparison: Comparison, metric: str, out_dir: Path) -> list[
     if stability.empty:
         return []
     F.save(ranking_figure(stability, metric), out_dir, f"ranking_{metric}")
+    write_atomic_text(out_dir / "ranking.md", ranking_markdown(stability) + "\n")  # for pages that embed it
     return ["## Where the ranking settles", "",
             f"Spearman correlation between the ranking of the methods by {metric} at each evaluation and the "
             f"ranking at the last one, per setting (mean over seeds, failures counted as in the tables). The "

@@ -1,4 +1,4 @@
-"""How Lipschitz D really is: measured diagnostics for every method (README "Lipschitz diagnostics").
+"""How Lipschitz D really is: measured diagnostics for every method (docs/lipschitz.md).
 
 Every regularizer of the benchmark exists to control D's Lipschitz constant L, yet the
 reshaped-matrix sigma of each layer (`sigma_max`, the SN paper's out x in*kh*kw matrix) is

@@ -11,6 +11,12 @@ unless asked for; PyTorch itself turns it on for convolutions.
     compile          torch.compile of the step functions: false | default | reduce-overhead
                      (CUDA graphs on top) | max-autotune; a gradient penalty stays eager,
                      since torch.compile does not support double backward
+
+Under reduce-overhead each compiled step function is a CUDA graph whose outputs live in memory
+the next replay reuses (a compiled call with no backward pending starts a new iteration, and
+frees the last one's outputs): a value a step keeps past its next compiled call is copied out
+(`keeper`). On a CPU no graph is captured, so tests there check the tracing, not the replay
+(docs/cost.md).
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from collections.abc import Callable
 
 import torch
 import torch._dynamo
+
+CUDA_GRAPHS = "reduce-overhead"
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -42,3 +50,11 @@ def compiler(speed) -> Callable[[Callable], Callable]:
         return lambda fn: fn
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)
     return lambda fn: torch.compile(fn, mode=speed.compile, fullgraph=True)
+
+
+def keeper(speed) -> Callable[[torch.Tensor], torch.Tensor]:
+    """How a step keeps a value (a loss for the log) past the next compiled call: detached, and
+    copied out of the CUDA graph's memory under reduce-overhead."""
+    if speed.compile == CUDA_GRAPHS:
+        return lambda value: value.detach().clone()
+    return torch.Tensor.detach

@@ -58,7 +58,7 @@ from benchmark.results import (
     write_json,
 )
 from benchmark.samples import save_samples
-from benchmark.speed import compiler, set_backends
+from benchmark.speed import compiler, keeper, set_backends
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "penalty")
 # SLURM (through submitit) sends USR2 before a time limit and TERM on preemption.
@@ -99,6 +99,7 @@ class Trainer:
                                                              or self.regularizer.counts_d_calls)
         # The step functions, compiled when speed.compile asks for it.
         compile_ = compiler(cfg.speed)
+        self.keep = keeper(cfg.speed)  # the losses each step returns, safe from CUDA graphs' next replay
         # the functions that call D stay eager where D's forward takes an input gradient (GN)
         compile_d = compile_ if self.regularizer.compile_d_forward else (lambda fn: fn)
         self.generate = compile_(self.G)
@@ -172,9 +173,10 @@ class Trainer:
                 penalty = penalty + self.regularizer.score_penalty(scores_real, scores_fake)
             self.opt_d.zero_grad(set_to_none=True)
             (loss + penalty).backward()
+        loss, penalty = self.keep(loss), self.keep(penalty)  # before after_step, a compiled call
         self.opt_d.step()
         self.after_step(self.D)
-        return loss.detach(), penalty.detach()
+        return loss, penalty
 
     def g_step(self) -> torch.Tensor:
         self.D.requires_grad_(False)  # no gradients for D's weights in G's update
@@ -188,7 +190,7 @@ class Trainer:
             loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
-        return loss.detach()
+        return self.keep(loss)
 
     def set_learning_rate(self) -> None:
         """setting.lr_decay=linear: both learning rates fall linearly from lr to 0 over the budget,

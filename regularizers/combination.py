@@ -1,9 +1,10 @@
 """Several methods on one D: fn+wgangp (the SN paper's Table 7), sn+gangp (Kurach et al. 2019).
 
 Each hook runs every part's hook in the order of the parts: attach one after the
-other, the penalties (and the score penalties) summed, after_step one after the other;
-each part keeps its own state in the checkpoint. A combination whose parts would undo or break each
-other is refused with the reason (`refusal`), before anything is built on D.
+other, the penalties (and the score penalties) summed, after_step one after the
+other; each part keeps its own state in the checkpoint. A combination whose parts
+would undo or break each other is refused with the reason (`refusal`), before
+anything is built on D.
 """
 from __future__ import annotations
 

@@ -85,10 +85,11 @@ class Orthonormal(Regularizer):
 
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         weights = [layer.weight for _, layer in weight_layers(D)]
-        return OrthonormalPenalty.apply(self.beta, *weights, *(self._identity(W) for W in weights))
+        return OrthonormalPenalty.apply(self.beta, *weights, *(self._identity(i, W) for i, W in enumerate(weights)))
 
-    def _identity(self, weight: torch.Tensor) -> torch.Tensor:
-        key = (gram_size(weight), weight.device, weight.dtype)
+    def _identity(self, layer: int, weight: torch.Tensor) -> torch.Tensor:
+        # one per layer, even where two have the same size: torch.compile refuses a tensor passed twice
+        key = (layer, gram_size(weight), weight.device, weight.dtype)
         if key not in self.identities:
             self.identities[key] = identity(weight)
         return self.identities[key]

@@ -47,7 +47,7 @@ def test_conv_operator_norm_equals_the_dense_operators_largest_singular_value(ci
 @pytest.mark.parametrize("kernel,stride,size", [(3, 1, 8), (4, 2, 8), (3, 2, 9)])
 def test_conv_operator_norm_is_at_most_the_reshaped_sigma_times_the_patch_overlap(kernel, stride, size):
     """Each input pixel lies in at most ceil(k/s)^2 patches, so ||conv|| <= sqrt(ceil(k/s)^2) sigma(reshaped):
-    the README's reading of SN's table (3 for the 3x3 stride-1 convs, 2 for the 4x4 stride-2 ones)."""
+    docs/lipschitz.md's reading of SN's table (3 for the 3x3 stride-1 convs, 2 for the 4x4 stride-2 ones)."""
     torch.manual_seed(0)
     layer = nn.Conv2d(1, 8, kernel, stride, kernel // 2).double()
     with torch.no_grad():

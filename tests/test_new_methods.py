@@ -11,7 +11,7 @@ import regularizers
 from benchmark import losses
 from benchmark.config import ConfigError, compose_config, validate
 from benchmark.contract import read_jsonl
-from benchmark.lipschitz import layer_product_is_bound
+from benchmark.lipschitz import layer_product_is_bound, outputs_and_gradient_norms
 from benchmark.models import build_models
 from benchmark.trainer import Trainer
 from regularizers import as_matrix, weight_layers
@@ -65,7 +65,6 @@ def test_gn_gives_the_same_values_without_a_graph_under_no_grad():
 def test_gn_keeps_f_hat_within_one_and_its_gradient_norm_at_most_one_whatever_f_s_scale(model, data):
     """On a random piecewise-linear D scaled so that f's gradients are far above 1 (f_hat does not see
     the scale: f_hat(c f) = f_hat(f)), measured by the project's Lipschitz diagnostics."""
-    from benchmark.lipschitz import outputs_and_gradient_norms
     cfg = compose_config([f"model={model}", "model.width=0.125"] if model == "cnn" else ["dataset=ring8"])
     torch.manual_seed(0)
     _, D = build_models(cfg.model, data, 128)

@@ -2,11 +2,14 @@
 update, and the same D weights, within float tolerance. cudnn_benchmark and tf32 act on CUDA
 only, so CPU cannot tell them apart; channels_last, fused Adam, the joint D call and
 torch.compile (Inductor's CPU backend) are checked here."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 import regularizers
 from benchmark.config import ConfigError
+from benchmark.speed import keeper
 from benchmark.trainer import Trainer
 
 PLAIN = ["speed.cudnn_benchmark=false", "speed.channels_last=false", "speed.fused_adam=false",
@@ -128,6 +131,23 @@ def test_the_whole_fast_path_with_torch_compile_trains_what_the_plain_path_train
     """Every switch on, Inductor-compiled step functions included (wgangp: its penalty stays
     eager; svc: its after_step stays eager)."""
     assert_fast_path_matches_plain(tiny_config, tmp_path, regularizer, *ALL_FAST)
+
+
+@pytest.mark.slow
+def test_reduce_overhead_trains_what_the_plain_path_trains(tiny_config, tmp_path):
+    """speed.compile=reduce-overhead (CUDA graphs of the step functions): a CPU captures no graph,
+    so this checks that the steps trace into whole graphs and train as eager does, with the
+    losses kept the way a graph's replay needs (speed.keeper). WN: its layers are normalized by
+    one autograd.Function (regularizers/reparametrize.py), which the graphs must take in."""
+    assert_fast_path_matches_plain(tiny_config, tmp_path, "wn", *ALL_FAST[:-1], "speed.compile=reduce-overhead")
+
+
+def test_under_cuda_graphs_a_kept_loss_is_a_copy_and_otherwise_the_tensor_itself():
+    loss = torch.ones((), requires_grad=True) * 2
+    graphs, eager = keeper(SimpleNamespace(compile="reduce-overhead")), keeper(SimpleNamespace(compile=False))
+    copied, detached = graphs(loss), eager(loss)
+    assert not copied.requires_grad and copied.untyped_storage().data_ptr() != loss.untyped_storage().data_ptr()
+    assert not detached.requires_grad and detached.untyped_storage().data_ptr() == loss.untyped_storage().data_ptr()
 
 
 def test_compile_wraps_every_step_function_but_the_double_backward_penalty(tiny_config, tmp_path):

@@ -72,15 +72,18 @@ def bench_shape(settings: dict) -> str:
 def bench_section(path: Path, out_dir: Path) -> list[str]:
     bench = read_bench(path)
     s = read_json(path)["settings"]
+    counted = "ops_per_d_step" in bench  # operations per step (docs/cost.md); older bench JSONs have none
     F.save(F.bench_bars(bench), out_dir, "bench")
     md = ["## Cost measured side by side (make bench)", "",
           f"From `{path}`, on {bench.device_name.iloc[0]}: {bench_shape(s)}, median of {s['rounds']} interleaved "
           "generator updates. The cost verdict reads these.", "",
           "![bench](bench.png)", "",
-          "| variant | regularizer | s / G update | ratio to none | s / D step | s / G step | GFLOP / G update |",
-          "|---|---|---|---|---|---|---|"]
+          "| variant | regularizer | s / G update | ratio to none | s / D step | s / G step | GFLOP / G update |"
+          + (" ATen ops / D step | ATen ops / G step |" if counted else ""),
+          "|---|---|---|---|---|---|---|" + ("---|---|" if counted else "")]
     md += [f"| {r.variant} | {r.regularizer} | {r.seconds_per_generator_update:.4f} | {r.ratio_generator_update:.3f} "
            f"| {r.seconds_per_d_step:.4f} | {r.seconds_per_g_step:.4f} | {r.gflop_per_generator_update:.1f} |"
+           + (f" {r.ops_per_d_step:.0f} | {r.ops_per_g_step:.0f} |" if counted else "")
            for r in bench.itertuples()]
     return md + [""]
 

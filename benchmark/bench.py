@@ -14,8 +14,8 @@ alike. The table gives the median seconds per generator update (n_dis D steps +
 same variant, the ratio to the first variant, the FLOPs of one update (convs and
 matmuls, forward and backward) with the throughput they imply, and the peak GPU
 memory. A second table gives the ATen operations one D step, one G step and one
-generator update dispatch (benchmark/op_count.py), and the D step's extra over
-`none`: at small batch a GPU pays per operation, so these predict its cost where
+generator update dispatch (benchmark/op_count.py), the D step's extra over
+`none` and how many of its operations are views (no kernel): at small batch a GPU pays per operation, so these predict its cost where
 CPU seconds do not (docs/cost.md). FLOPs and operations are counted once per
 method, eagerly, under the first variant; they do not depend on the machine or its load.
 """
@@ -40,7 +40,7 @@ from benchmark.results import SCHEMA, environment, write_json
 
 # Timed by default beside the single methods: the SN paper's Table 7 pair and compare_gan's SN + GP.
 COMBINATIONS = ("fn+wgangp", "sn+gangp")
-OPERATION_KEYS = ("ops_per_d_step", "ops_per_g_step", "ops_per_generator_update")
+OPERATION_KEYS = ("ops_per_d_step", "ops_per_g_step", "ops_per_generator_update", "view_ops_per_d_step")
 
 
 def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str]):
@@ -205,11 +205,11 @@ def table(report: dict) -> str:
                          f"{r['tflop_per_second']:>9.3f}{mem:>10}")
     rows = report["results"][first]
     lines += ["", f"ATen operations dispatched (counted once, eagerly, under variant {first}; +: over none)",
-              f"{'regularizer':<12}{'ops/D-step':>11}{'+':>6}{'ops/G-step':>11}{'+':>6}{'ops/G-update':>13}"
-              f"{'GFLOP':>8}"]
+              f"{'regularizer':<12}{'ops/D-step':>11}{'+':>6}{'views':>7}{'ops/G-step':>11}{'+':>6}"
+              f"{'ops/G-update':>13}{'GFLOP':>8}"]
     for name, r in rows.items():
         lines.append(f"{name:<12}{r['ops_per_d_step']:>11.0f}{r['ops_per_d_step_over_none']:>+6.0f}"
-                     f"{r['ops_per_g_step']:>11.0f}{r['ops_per_g_step_over_none']:>+6.0f}"
+                     f"{r['view_ops_per_d_step']:>7.0f}{r['ops_per_g_step']:>11.0f}{r['ops_per_g_step_over_none']:>+6.0f}"
                      f"{r['ops_per_generator_update']:>13.0f}{r['gflop_per_generator_update']:>8.1f}")
     return "\n".join(lines)
 

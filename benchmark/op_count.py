@@ -16,13 +16,16 @@ from torch.utils.flop_counter import flop_registry
 
 
 class CountOps(TorchDispatchMode):
-    """ATen operations (by name) and FLOPs (torch's formulas: convs and matmuls, forward and
-    backward) of what runs inside. Below autograd, so the backward's operations count too; torch's
-    own FlopCounterMode cannot count a gradient penalty: its module tracker fails inside autograd.grad."""
+    """ATen operations (by name; `views`: those that only make a view, launching no kernel) and
+    FLOPs (torch's formulas: convs and matmuls, forward and backward) of what runs inside. Below
+    autograd, so the backward's operations count too; a _foreach op over a list counts once, as it
+    launches (on a GPU) one kernel per chunk of the list. torch's own FlopCounterMode cannot count
+    a gradient penalty: its module tracker fails inside autograd.grad."""
 
     def __init__(self):
         super().__init__()
         self.ops: Counter[str] = Counter()
+        self.views = 0
         self.flops = 0
 
     @property
@@ -33,6 +36,7 @@ class CountOps(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         self.ops[func._overloadpacket.__name__] += 1
+        self.views += func.is_view
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
             self.flops += formula(*args, **kwargs, out_val=out)
@@ -57,6 +61,7 @@ def step_counts(trainer) -> dict:
         "ops_per_d_step": d_total / n_dis,
         "ops_per_g_step": g_step.total,
         "ops_per_generator_update": d_total + g_step.total,
+        "view_ops_per_d_step": sum(d.views for d in d_steps) / n_dis,
         "d_step_ops_by_name": dict(d_steps[-1].ops.most_common()),
         "flops_per_generator_update": sum(d.flops for d in d_steps) + g_step.flops,
     }

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from regularizers.base import Option, Regularizer, as_matrix, trainable_weight, weight_layers
-from regularizers.reparametrize import Tensors, shaped, split
+from regularizers.reparametrize import shaped, split
 
 
 def gram(matrix: torch.Tensor) -> torch.Tensor:

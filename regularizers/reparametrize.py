@@ -14,9 +14,11 @@ theirs (`NormalizedLayers`). Under the trainer's parametrize.cached() that is
 once per step. Elsewhere (a diagnostic reading one layer's weight) and under
 torch.compile, whose fusion makes the batching moot, a layer normalizes its own.
 
-`ScaledDivision` holds the division and its gradient, term by term the one
-autograd derives for the per-layer expression W / s(W).clamp_min(eps), so the
-gradients are bit for bit the same.
+`divide_by_clamped` and its `_backward` are the division for a list of layers
+and its gradient, term by term the one autograd derives for the per-layer
+expression W / s(W).clamp_min(eps): the gradients are bit for bit the same
+(tests/test_reparametrize.py). A method's Function adds its scale's gradient
+(`DivideByNorm` for WN and FN; SN's in spectral_norm.py).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def parametrize_weights(D: nn.Module, make: Callable[[nn.Module], nn.Module]) ->
 class Normalized(nn.Module):
     """A layer's parametrization W -> W / max(s(W), eps), computed together with the other layers'."""
 
-    layers: NormalizedLayers | None = None
+    group: NormalizedLayers | None = None  # the layers it is normalized with
 
     def __init__(self, eps: float):
         super().__init__()
@@ -53,9 +55,9 @@ class Normalized(nn.Module):
         raise NotImplementedError
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.layers is None or torch.compiler.is_compiling():
+        if self.group is None or torch.compiler.is_compiling():
             return self.normalize_all([self], [weight])[0]
-        return self.layers.normalized(self, weight)
+        return self.group.normalized(self, weight)
 
 
 class NormalizedLayers:
@@ -91,9 +93,9 @@ class NormalizedLayers:
 def parametrize_all_weights(D: nn.Module, make: Callable[[nn.Module], Normalized]) -> nn.Module:
     """A Normalized parametrization on every layer (`make(layer)`), the layers normalized together."""
     parametrize_weights(D, make)
-    layers = NormalizedLayers(D)
-    for layer in layers.layers:
-        layer.parametrizations.weight[0].layers = layers
+    group = NormalizedLayers(D)
+    for layer in group.layers:
+        layer.parametrizations.weight[0].group = group
     return D
 
 

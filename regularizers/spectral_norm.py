@@ -12,6 +12,11 @@ real and the fake batch, a penalty's call, the G step's call: 2 * n_dis + 1
 per generator update without a penalty). The trainer computes each weight
 once per step (parametrize.cached), so a step's later D calls use the sigma of
 its first call; u still advances once per call.
+
+All layers at once (regularizers/reparametrize.py, docs/cost.md): the forward's
+sigma = u^T W v and W / sigma and their gradient are `SpectralDivide`, one node
+of the graph for every layer; the iteration is `power_iteration`, stored in
+place by `SpectralNorm.iterate`.
 """
 from __future__ import annotations
 

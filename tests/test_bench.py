@@ -56,7 +56,7 @@ def test_operation_count_names_every_aten_operation_once():
         y = (x * 2).relu().t()  # three operations; a view counts as one
         torch._foreach_add([x, y], 1.0)  # one operation for the whole list
     assert dict(counted.ops) == {"mul": 1, "relu": 1, "t": 1, "_foreach_add": 1}
-    assert counted.total == 4
+    assert counted.total == 4 and counted.views == 1
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -3,8 +3,7 @@ import torch
 from torch import nn
 
 import regularizers
-from regularizers import as_matrix, weight_layers
-from regularizers import spectral_norm
+from regularizers import as_matrix, spectral_norm, weight_layers
 
 
 def small_d() -> nn.Module:

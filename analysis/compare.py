@@ -108,7 +108,9 @@ def stopped_at(runs: pd.DataFrame, evals: pd.DataFrame, at: int) -> tuple[pd.Dat
     runs = runs[planned >= at].copy()
     evals = evals[pd.to_numeric(evals.iteration, errors="coerce") <= at]
     here = evals[evals.iteration == at]
-    metrics = [c for c in runs.columns if metric_kind(c) is not None]
+    # the metric columns and their `_std` companions (an IS's split std belongs to the same evaluation)
+    metrics = [c for c in runs.columns if metric_kind(c) is not None
+               or (c.endswith("_std") and metric_kind(c[:-len("_std")]) is not None)]
     values = {(r.run_dir, r.metric): r.value for r in here.itertuples()}
     reached = set(here.run_dir)
     diverged_at = pd.to_numeric(runs.diverged_at, errors="coerce")

@@ -304,9 +304,10 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
            "analysis/paper.py; docs/comparison.md explains each test).", "", claims_markdown(verdicts), ""]
     if primary is not None:
         F.save(F.overview_heatmap(comparison, primary), out_dir, f"overview_{primary}")
-        write_atomic_text(out_dir / "summary.md", summary_markdown(comparison, primary) + "\n")
+        summary = summary_markdown(comparison, primary)
+        write_atomic_text(out_dir / "summary.md", summary + "\n")
         md += ["## At a glance", "", f"![{primary} of every method under every setting](overview_{primary}.png)", "",
-               summary_markdown(comparison, primary), ""]
+               summary, ""]
     md += schedule_section(comparison, primary)
     if at is not None:
         md += budget_section(runs, evals, comparison, select, failed)

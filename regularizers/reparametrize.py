@@ -1,4 +1,4 @@
-"""Shared wiring for methods that reparametrize every weight of D (SN, WN, FN).
+"""Shared wiring for methods that reparametrize every weight of D (SN, WN, FN, BSSN).
 
 torch.nn.utils.parametrize does the wiring: after attach, `layer.weight` is
 the effective (normalized) weight and the raw one lives at

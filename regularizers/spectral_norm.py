@@ -36,16 +36,21 @@ from regularizers.reparametrize import (
 )
 
 
+def register_singular_vectors(module: nn.Module, matrix: torch.Tensor, eps: float) -> None:
+    """The persistent u, v of a power iteration on `matrix`, buffers of `module` (saved with the
+    model). A random start as in the paper (u ~ N(0, I) normalized), drawn from the global RNG so
+    the run's seed fixes it."""
+    rows, cols = matrix.shape
+    module.register_buffer("u", F.normalize(matrix.new_empty(rows).normal_(), dim=0, eps=eps))
+    module.register_buffer("v", F.normalize(matrix.new_empty(cols).normal_(), dim=0, eps=eps))
+
+
 class SpectralNormalized(Normalized):
     """Parametrization W -> W / (u^T W v); u, v are buffers, so saved with the model."""
 
     def __init__(self, weight: torch.Tensor, eps: float):
         super().__init__(eps)
-        rows, cols = as_matrix(weight).shape
-        # Random start as in the paper (u ~ N(0, I) normalized), drawn from the
-        # global RNG so the run's seed fixes it.
-        self.register_buffer("u", F.normalize(weight.new_empty(rows).normal_(), dim=0, eps=eps))
-        self.register_buffer("v", F.normalize(weight.new_empty(cols).normal_(), dim=0, eps=eps))
+        register_singular_vectors(self, as_matrix(weight), eps)
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         return torch.dot(self.u, as_matrix(weight) @ self.v)
@@ -79,10 +84,9 @@ class SpectralDivide(torch.autograd.Function):
 
 
 @torch.no_grad()
-def power_iteration(weights: Tensors, us: Tensors, vs: Tensors, eps: float) -> tuple[list[torch.Tensor], ...]:
-    """One step for every layer at once: v <- W^T u / ||W^T u||, then u <- W v / ||W v||
+def power_iteration(matrices: Tensors, us: Tensors, vs: Tensors, eps: float) -> tuple[list[torch.Tensor], ...]:
+    """One step for every matrix at once: v <- M^T u / ||M^T u||, then u <- M v / ||M v||
     (F.normalize's floor eps). Returns the new u's and v's."""
-    matrices = [as_matrix(W) for W in weights]
     vs = _unit([M.t() @ u for M, u in zip(matrices, us, strict=True)], eps)
     us = _unit([M @ v for M, v in zip(matrices, vs, strict=True)], eps)
     return us, vs
@@ -134,7 +138,7 @@ class SpectralNorm(Regularizer):
         normalized = [layer.parametrizations.weight[0] for layer in layers]
         weights = [layer.parametrizations.weight.original for layer in layers]
         for _ in range(self.n_power_iterations):
-            us, vs = power_iteration(weights, [sn.u for sn in normalized], [sn.v for sn in normalized], self.eps)
+            us, vs = power_iteration([as_matrix(W) for W in weights], [sn.u for sn in normalized], [sn.v for sn in normalized], self.eps)
             if self.per_forward:
                 # New tensors, not an update in place: the backward of this step's earlier D call
                 # still needs the u, v its sigma was computed with.

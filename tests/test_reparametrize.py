@@ -1,4 +1,4 @@
-"""SN, WN, FN and the orthonormal penalty act on all of D's layers at once (regularizers/reparametrize.py,
+"""SN, WN, FN, BSSN and the orthonormal penalty act on all of D's layers at once (regularizers/reparametrize.py,
 docs/cost.md): the same numbers as the per-layer expressions, bit for bit, in fewer operations."""
 import tempfile
 from pathlib import Path
@@ -13,6 +13,7 @@ from benchmark import bench
 from benchmark.op_count import step_counts
 from benchmark.trainer import Trainer
 from regularizers import as_matrix, weight_layers
+from regularizers.bidirectional_scaled_spectral_norm import transposed_matrix
 from regularizers.reparametrize import Normalized
 
 EPS = 1e-12
@@ -24,6 +25,12 @@ def per_layer(name: str, layer: nn.Module) -> torch.Tensor:
     if name == "sn":
         sn = layer.parametrizations.weight[0]
         return W / torch.dot(sn.u, as_matrix(W) @ sn.v).clamp_min(EPS)
+    if name == "bssn":
+        bssn = layer.parametrizations.weight[0]
+        sigma = torch.dot(bssn.rows.u, as_matrix(W) @ bssn.rows.v)
+        if bssn.columns is not None:
+            sigma = (sigma + torch.dot(bssn.columns.u, transposed_matrix(W) @ bssn.columns.v)) / 2
+        return W / sigma.clamp_min(EPS) * bssn.scale
     if name == "wn":
         return W / as_matrix(W).norm(dim=1).clamp_min(EPS).view(-1, *([1] * (W.dim() - 1)))
     return W / W.norm().clamp_min(EPS)
@@ -52,11 +59,14 @@ def outputs_and_gradients(D: nn.Module, weight_of) -> tuple[torch.Tensor, list[t
     return h.detach(), list(grads)
 
 
-@pytest.mark.parametrize("name", ["sn", "wn", "fn"])
+OPTIONS = {"bssn": {"scale": 1.7}}  # a scale other than 1, so that its gradient is tested
+
+
+@pytest.mark.parametrize("name", ["sn", "wn", "fn", "bssn"])
 @pytest.mark.parametrize("degenerate", [False, True])
 def test_all_layers_at_once_gives_the_per_layer_expressions_numbers_bit_for_bit(name, degenerate):
     torch.manual_seed(0)
-    D = regularizers.build(name).attach(small_d())
+    D = regularizers.build(name, **OPTIONS.get(name, {})).attach(small_d())
     if degenerate:  # a scale below eps: clamp_min's zero gradient and the norm's 0 / 0
         with torch.no_grad():
             D[0].parametrizations.weight.original[0].zero_()

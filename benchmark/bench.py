@@ -34,18 +34,24 @@ from hydra.errors import HydraException
 import regularizers
 from benchmark.config import compose_config, resolve_device
 from benchmark.data import DATASETS
+from benchmark.losses import LOSSES
 from benchmark.models import MODELS
 from benchmark.op_count import step_counts
 from benchmark.results import SCHEMA, environment, write_json
 
-# Timed by default beside the single methods: the SN paper's Table 7 pair and compare_gan's SN + GP.
-COMBINATIONS = ("fn+wgangp", "sn+gangp")
+# Timed by default beside the single methods: the SN paper's Table 7 pair, compare_gan's SN + GP and
+# R3GAN's objective (R1 + R2 under the relativistic pairing loss; METHOD@LOSS names a loss other than
+# the config's).
+COMBINATIONS = ("fn+wgangp", "sn+gangp", "r1+r2@rpgan")
 OPERATION_KEYS = ("ops_per_d_step", "ops_per_g_step", "ops_per_generator_update", "view_ops_per_d_step")
 
 
-def bench_config(regularizer: str, args: argparse.Namespace, overrides: list[str]):
+def bench_config(spec: str, args: argparse.Namespace, overrides: list[str]):
+    regularizer, _, loss = spec.partition("@")
     method = ([f"regularizer={regularizers.COMBINATION}", f"regularizer.parts=[{regularizer.replace('+', ',')}]"]
               if regularizers.is_combination(regularizer) else [f"regularizer={regularizer}"])
+    if loss:
+        method.append(f"loss={loss}")
     base = [*method, f"model={args.model}", f"setting={args.setting}",
             f"setting.n_dis={args.n_dis}", f"batch_size={args.batch}", f"device={args.device}",
             "progress=false", "budget=smoke", "eval=none"]
@@ -86,8 +92,8 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--regularizers", default=",".join([*sorted(regularizers.REGISTRY), *COMBINATIONS]),
-                   help="comma-separated, a combination as its parts joined by + (sn+gangp); `none` is always "
-                        "added as the reference")
+                   help="comma-separated, a combination as its parts joined by + (sn+gangp), @LOSS after a "
+                        "method for another loss (r1+r2@rpgan); `none` is always added as the reference")
     p.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="NAME=OVERRIDES",
                    help="config overrides to time every regularizer under, comma-separated; repeatable "
                         "(default: one variant, `default`, with none)")
@@ -105,10 +111,14 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="timed generator updates per pair, interleaved")
     p.add_argument("--out", default="outputs/bench/bench.json", help="where the JSON goes")
     args = p.parse_args(argv)
-    unknown = [r for r in args.regularizers.split(",") if r == regularizers.COMBINATION or not regularizers.known(r)]
+    methods = [spec.partition("@") for spec in args.regularizers.split(",")]
+    unknown = [r for r, _, _ in methods if r == regularizers.COMBINATION or not regularizers.known(r)]
     if unknown:
         p.error(f"unknown regularizer(s) {', '.join(unknown)}; valid: {', '.join(sorted(regularizers.REGISTRY))}, "
                 f"or several joined by + (sn+gangp)")
+    unknown = [loss for _, at, loss in methods if at and loss not in LOSSES]
+    if unknown:
+        p.error(f"unknown loss(es) {', '.join(unknown)} after @; valid: {', '.join(LOSSES.names())}")
     names = [name for name, _ in args.variant]
     if len(set(names)) < len(names):
         p.error(f"--variant names must differ, got {', '.join(names)}")

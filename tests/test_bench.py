@@ -62,6 +62,7 @@ def test_operation_count_names_every_aten_operation_once():
 @pytest.mark.parametrize("argv, message", [
     (["--regularizers", "sn,spectral"], "unknown regularizer(s) spectral"),
     (["--regularizers", "sn+spectral,combo"], "unknown regularizer(s) sn+spectral, combo"),
+    (["--regularizers", "r1+r2@relativistic"], "unknown loss(es) relativistic after @; valid: ns, hinge, wgan, rpgan"),
     (["--variant", "compiled"], "expected NAME=KEY=VALUE"),
     (["--variant", "a=speed.compile=default", "--variant", "a=speed.tf32=true"], "--variant names must differ"),
 ])
@@ -82,6 +83,8 @@ def test_bench_names_a_bad_override(tmp_path, capsys):
 
 def test_bench_times_new_methods_and_combinations_by_default():
     names = bench.parse([]).regularizers.split(",")
-    assert {"r1", "dragan", "fn+wgangp", "sn+gangp"} <= set(names)
+    assert {"r1", "dragan", "gn", "bssn", "lecam", "fn+wgangp", "sn+gangp", "r1+r2@rpgan"} <= set(names)
     cfg = bench.bench_config("fn+wgangp", bench.parse(["--model", "mlp"]), [])
     assert cfg.regularizer.name == "fn+wgangp" and cfg.loss.name == "wgan"
+    cfg = bench.bench_config("r1+r2@rpgan", bench.parse(["--model", "mlp"]), [])  # R3GAN's objective
+    assert cfg.regularizer.name == "r1+r2" and cfg.loss.name == "rpgan"

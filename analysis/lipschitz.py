@@ -23,7 +23,10 @@ from analysis.numbers import fmt
 from benchmark.contract import COMPLETED, METRICS_FILE, RESULT_FILE, read_json, read_jsonl
 
 COLUMNS = ("grad_max", "grad_mean", "ascent_max", "layer_product", "layer_product_is_bound", "output_max")
-LABELS = ("dataset", "model", "width", "regularizer", "method", "setting_label", "context", "seed")
+LABELS = ("dataset", "model", "width", "regularizer", "loss", "method", "setting_label", "context", "seed")
+# Published after the SN paper, each with its own claim about D's Lipschitz constant: drawn again
+# beside SN, in a figure of their own (every method's figure has too many lines to compare them in).
+SINCE_THE_PAPER = {"regularizer": ("gn", "bssn", "lecam"), "loss": ("rpgan",)}
 
 
 def lipschitz_over_training(comparison: Comparison) -> pd.DataFrame:
@@ -47,7 +50,12 @@ def _panels(part: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for (context, setting), group in part.groupby(["context", "setting_label"], sort=True)]
 
 
-def lipschitz_during_training(table: pd.DataFrame, dataset: str) -> plt.Figure:
+def since_the_paper(table: pd.DataFrame) -> pd.Series:
+    """Which rows belong to a method newer than the SN paper (SINCE_THE_PAPER)."""
+    return table.regularizer.isin(SINCE_THE_PAPER["regularizer"]) | table.loss.isin(SINCE_THE_PAPER["loss"])
+
+
+def lipschitz_during_training(table: pd.DataFrame, dataset: str, subtitle: str = "") -> plt.Figure:
     """Each method's empirical Lipschitz estimate (solid: a lower bound) and layer product
     (dashed: an upper bound where D is a chain) against generator updates, log scale; the
     median over seeds, one panel per configuration of `dataset`."""
@@ -76,7 +84,7 @@ def lipschitz_during_training(table: pd.DataFrame, dataset: str) -> plt.Figure:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                title="solid: empirical (lower bound)\ndashed: layer product (upper bound)", title_fontsize=8)
-    fig.suptitle(f"{dataset}: measured Lipschitz constant of D (median over seeds)")
+    fig.suptitle(f"{dataset}: measured Lipschitz constant of D (median over seeds){subtitle}")
     fig.tight_layout()
     return fig
 
@@ -126,9 +134,16 @@ def lipschitz_section(comparison: Comparison, out_dir: Path) -> list[str]:
           "over fixed real, generated and interpolated samples, tightened by gradient ascent on input pairs "
           "(a lower bound on D's Lipschitz constant), and the product of the layers' true operator norms "
           "(an upper bound where D is a chain of its layers and 1-Lipschitz activations).", ""]
+    newer = table[since_the_paper(table) | (table.regularizer == "sn")]
     for dataset in sorted(table.dataset.dropna().unique()):
         save(lipschitz_during_training(table, dataset), out_dir, f"lipschitz_{dataset}")
         md += [f"![Lipschitz constant of D on {dataset}](lipschitz_{dataset}.png)", ""]
+        if since_the_paper(newer[newer.dataset == dataset]).any():
+            name = f"lipschitz_{dataset}_since_the_paper"
+            save(lipschitz_during_training(newer, dataset, ": methods since the paper beside SN"), out_dir, name)
+            md += [f"The methods published since the SN paper ({', '.join(SINCE_THE_PAPER['regularizer'])}, "
+                   f"the {', '.join(SINCE_THE_PAPER['loss'])} loss) beside SN, from the same records:", "",
+                   f"![Lipschitz constant of D on {dataset}, methods since the paper]({name}.png)", ""]
     layers = sn_layer_table(comparison)
     if layers:
         write_atomic_text(out_dir / "lipschitz_sn_layers.md", layers + "\n")

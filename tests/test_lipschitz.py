@@ -178,13 +178,15 @@ def test_tiny_image_run_records_conv_operator_norms(tmp_path, image_root):
     assert all(v > 0 for v in norms.values()) and result["lipschitz"]["samples_per_source"] == 16
 
 
-def write_diagnosed_run(sweep, reg: str, setting: str, seed: int, grad: float, product: float, bound: bool = True):
-    run = sweep / f"regularizer={reg},seed={seed},setting={setting}"
+def write_diagnosed_run(sweep, reg: str, setting: str, seed: int, grad: float, product: float, bound: bool = True,
+                        loss: str = "ns", output: float | None = None, ascent: float | None = None):
+    run = sweep / f"loss={loss},regularizer={reg},seed={seed},setting={setting}"
     (run / ".hydra").mkdir(parents=True)
-    config = {"dataset": {"name": "ring8"}, "model": {"name": "mlp"}, "loss": {"name": "ns"},
+    config = {"dataset": {"name": "ring8"}, "model": {"name": "mlp"}, "loss": {"name": loss},
               "regularizer": {"name": reg}, "setting": {"name": setting, "n_dis": 1}, "seed": seed}
     (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
-    diagnostics = [{"grad_max": grad * i, "grad_mean": grad * i / 2, "ascent_max": None, "layer_product": product,
+    diagnostics = [{"grad_max": grad * i, "grad_mean": grad * i / 2, "ascent_max": ascent, "output_max": output,
+                    "layer_product": product,
                     "layer_product_is_bound": bound, "operator_norm": {"linear1": 1.25, "dense": product / 1.25},
                     "seconds": 0.1} for i in (1, 2)]
     rows = [{"schema": 1, "iteration": 50 * i, "seconds": 1.0, "eval_seconds": 0.1, "metrics": {"mixture10k_modes": 8},
@@ -215,6 +217,41 @@ def test_report_draws_the_lipschitz_figure_and_sns_layer_table(tmp_path):
     assert (tmp_path / "out" / "lipschitz_ring8.png").is_file()
     assert "![Lipschitz constant of D on ring8](lipschitz_ring8.png)" in report
     assert "| linear1 | 1 / 1.25 |" in report and "| dense | 1 / 1.2 |" in report
+    assert "since_the_paper" not in report  # no newer method ran
+
+
+def test_methods_since_the_paper_get_a_figure_beside_sn_alone(tmp_path):
+    from analysis.collect import collect
+    from analysis.compare import Comparison
+    from analysis.lipschitz import lipschitz_over_training, since_the_paper
+    from analysis.report import make_report
+    sweep = tmp_path / "sweep"
+    write_diagnosed_run(sweep, "sn", "A", 0, 0.5, 1.5)
+    write_diagnosed_run(sweep, "gn", "A", 0, 0.9, 30.0, bound=False)
+    write_diagnosed_run(sweep, "r1+r2", "A", 0, 3.0, 20.0, loss="rpgan")
+    write_diagnosed_run(sweep, "wc", "A", 0, 0.01, 0.02)
+    runs, evals = collect([sweep])
+    table = lipschitz_over_training(Comparison(runs, evals))
+    assert sorted(set(table[since_the_paper(table)].regularizer)) == ["gn", "r1+r2"]
+    report = make_report([sweep], tmp_path / "out").read_text()
+    assert (tmp_path / "out" / "lipschitz_ring8_since_the_paper.png").is_file()
+    assert "(lipschitz_ring8_since_the_paper.png)" in report
+
+
+@pytest.mark.parametrize("grad, output, verdict", [(0.5, 0.99, "holds"), (0.6, 0.99, "does not hold"),
+                                                   (0.5, 1.01, "does not hold")])
+def test_gn_bound_verdict_reads_f_hat_and_its_gradient_norm_not_the_difference_quotient(tmp_path, grad, output,
+                                                                                        verdict):
+    from analysis.claims import check_claims
+    from analysis.collect import collect
+    from analysis.compare import Comparison
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):  # the second evaluation's gradient norm is 2 * grad: 1.0 holds, 1.2 does not
+        write_diagnosed_run(sweep, "gn", "A", seed, grad, 30.0, bound=False, output=output, ascent=2.5)
+    runs, evals = collect([sweep])
+    row = check_claims(Comparison(runs, evals)).set_index("where").loc["GN bound"]
+    assert verdict in row.verdict
+    assert f"max |f_hat| {output}" in row.numbers and "reaches 2.5" in row.numbers  # a quotient above 1 is no failure
 
 
 def test_a_resumed_run_measures_what_an_uninterrupted_one_does(tmp_path, image_root):

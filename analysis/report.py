@@ -248,7 +248,7 @@ def budget_section(runs, evals, comparison: Comparison, select: str, failed: str
     other = companion_metric(comparison, primary) if primary else None
     md = [f"## At {comparison.at} and at the end", "",
           f"The runs trained past generator update {comparison.at}, scored there and at their end (same runs, same "
-          f"records); 'apart' says whether the two intervals are disjoint.", ""]
+          f"records); 'apart' says whether the two intervals over seeds are disjoint (it needs two seeds or more).", ""]
     for budget, part in longer.groupby(planned[longer.index]):
         early = Comparison(part, evals, select=select, failed=failed, at=comparison.at)
         late = Comparison(part, evals, select=select, failed=failed)
@@ -261,9 +261,11 @@ def budget_section(runs, evals, comparison: Comparison, select: str, failed: str
                 if (r.method, r.setting) not in b.index:
                     continue
                 e = b.loc[(r.method, r.setting)]
-                apart = (r.n >= 2 and e.n >= 2 and (r.ci_high < e.ci_low or e.ci_high < r.ci_low))
-                lines.append(f"| {r.context} | {r.method} | {r.setting} | {estimate(r)} | {estimate(e)} | "
-                             f"{'yes' if apart else 'no'} |")
+                if r.n < 2 or e.n < 2:  # no interval over seeds: a split std is no run-to-run spread
+                    apart = "- (one seed)"
+                else:
+                    apart = "yes" if r.ci_high < e.ci_low or e.ci_high < r.ci_low else "no"
+                lines.append(f"| {r.context} | {r.method} | {r.setting} | {estimate(r)} | {estimate(e)} | {apart} |")
             md += [f"{metric}, {int(budget)}-update runs:", "", *lines, ""]
         verdicts = {name: check_claims(c) for name, c in (("at", early), ("end", late))}
         rows = [f"| {r.where} | {r.verdict} | {verdicts['end'].iloc[i].verdict} |"

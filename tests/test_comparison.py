@@ -339,6 +339,19 @@ def test_scoring_at_an_update_extends_shorter_runs_with_longer_ones(tmp_path):
     assert final.labels.context_keys == ["budget.iterations"]  # at the end the budgets are two experiments
 
 
+def test_the_budget_section_tells_intervals_apart_only_over_two_seeds_or_more(tmp_path):
+    """`write`'s runs score 10% higher at update 50 than at their end (100): over two seeds the
+    intervals are disjoint; one seed has no interval over seeds, whatever its split std."""
+    sweep = tmp_path / "sweep"
+    for seed, value in enumerate((9.0, 9.2)):
+        write(sweep, f"wn-{seed}", config("wn", iterations=100, seed=seed), metrics={IS: value})
+    write(sweep, "sn-0", config("sn", iterations=100), metrics={IS: 9.0, IS + "_std": 0.01})
+    text = report.make_report([sweep], tmp_path / "out", at=50).read_text()
+    section = text.split("## At 50 and at the end")[1].split("\n## ")[0]
+    assert "| wn | D | 10 [9.9, 10.1] | 9.1 [9, 9.2] | yes |" in section
+    assert "| sn | D | 9.9 +- 0.011 (split std) | 9 +- 0.01 (split std) | - (one seed) |" in section
+
+
 def test_a_tie_between_settings_goes_to_the_earlier_one(tmp_path):
     sweep = tmp_path / "sweep"
     for setting in ("C", "B", "D"):

@@ -367,6 +367,12 @@ class Comparison:
                 chosen[method] = run
         return chosen
 
+    def drawn_runs(self) -> dict[str, dict[str, str]]:
+        """Per context, the runs whose final spectra and samples the report draws: each method's
+        representative run by the context's primary metric. A shipped reference keeps the sample
+        images of these runs only (analysis.ship)."""
+        return {context: self.representative_runs(context, self.primary(context)) for context in self.contexts()}
+
     def sigma_over_training(self, run_dirs) -> pd.DataFrame:
         """analysis.collect.sigma_over_training, up to the generator update the runs are scored at."""
         sigma = sigma_over_training(run_dirs)

@@ -133,11 +133,10 @@ def ranking_section(comparison: Comparison, metric: str, out_dir: Path) -> list[
 
 def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
     md = []
-    for context in comparison.contexts():
+    for context, chosen in comparison.drawn_runs().items():
         primary = comparison.primary(context)
         suffix = "" if len(comparison.contexts()) == 1 else f"_{_slug(context)}"
         title = "" if not suffix else f"\n{context}"
-        chosen = comparison.representative_runs(context, primary)
         if not chosen:
             continue
         labels = {m: F.run_label(comparison, d) for m, d in chosen.items()}

@@ -3,8 +3,10 @@
     python -m analysis.ship multirun/reference_2d --name reference_2d --command "make sweep EXPERIMENT=reference_2d"
 
 writes results/<name>/:
-    runs/<run>/   result.json, metrics.jsonl, spectra.json, samples/final.png (a 32-colour copy):
-                  every finished run (completed, diverged or failed); no checkpoint, no TensorBoard files
+    runs/<run>/   result.json, metrics.jsonl, spectra.json: every finished run (completed, diverged or
+                  failed); samples/final.png (a 32-colour copy) only for the runs the report draws (the
+                  others' images are most of a reference's bytes and nothing reads them); no checkpoint,
+                  no TensorBoard files
     report/       what `make figures SWEEP=results/<name>` writes, text and PNG (the PDFs are left out)
     bench.json    with --bench: make bench's side-by-side timings of the reference's model, which the
                   report's cost verdict reads instead of training times from machines that differ
@@ -26,7 +28,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from analysis.collect import SchemaError, UnreadableRunError, find_runs, read_bench, read_json, write_atomic_text
+from analysis.collect import (
+    SchemaError,
+    UnreadableRunError,
+    collect,
+    find_runs,
+    read_bench,
+    read_json,
+    write_atomic_text,
+)
+from analysis.compare import Comparison
 from analysis.report import OWN_BENCH, bench_shape, make_report
 from benchmark.contract import FINAL_SAMPLES, METRICS_FILE, RESULT_FILE, SPECTRA_FILE
 
@@ -44,6 +55,19 @@ def _copy_run(run_dir: Path, to: Path) -> None:
         (to / FINAL_SAMPLES).parent.mkdir(exist_ok=True)
         Image.open(run_dir / FINAL_SAMPLES).convert("RGB").quantize(SAMPLE_COLOURS).save(to / FINAL_SAMPLES,
                                                                                           optimize=True)
+
+
+def _keep_drawn_samples_only(out: Path, at: int | None) -> int:
+    """Remove the sample images of the runs the report does not draw; returns how many are kept."""
+    comparison = Comparison(*collect([out]), at=at)
+    drawn = {Path(run).name for chosen in comparison.drawn_runs().values() for run in chosen.values()}
+    kept = 0
+    for samples in (out / "runs").glob(f"*/{Path(FINAL_SAMPLES).parent}"):
+        if samples.parent.name in drawn:
+            kept += 1
+        else:
+            shutil.rmtree(samples)
+    return kept
 
 
 def _size(path: Path) -> int:
@@ -69,7 +93,8 @@ def bench_provenance(path: Path) -> str:
 
 
 def provenance(results: list[dict], unfinished: list[str], commands: list[str], notes: list[str], name: str,
-               size: int | None = None, bench: Path | None = None, at: int | None = None) -> list[str]:
+               size: int | None = None, bench: Path | None = None, at: int | None = None,
+               samples_kept: int | None = None) -> list[str]:
     envs = [r.get("environment") or {} for r in results]
     commits = Counter(e.get("git_commit") for e in envs)
     # the CPU's kernel set: on another one (AVX2 against AVX-512) a CPU run follows another trajectory
@@ -96,6 +121,9 @@ def provenance(results: list[dict], unfinished: list[str], commands: list[str], 
         md.append(bench_provenance(bench))
     if size is not None:
         md.append(f"- this folder: about {size / 1e6:.1f} MB")
+    if samples_kept is not None:
+        md.append(f"- sample images: those of the {samples_kept} runs the report draws; the other runs' "
+                  f"samples/final.png were left out (their records are whole)")
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     if unfinished:
@@ -132,11 +160,14 @@ def ship(sweep: Path, name: str, commands: list[str], notes: list[str] = (), res
     make_report([out], report_dir, at=at)
     for pdf in report_dir.glob("*.pdf"):
         pdf.unlink()
+    kept = _keep_drawn_samples_only(out, at)
     readme = out / "README.md"
     own = out / OWN_BENCH if (out / OWN_BENCH).is_file() else None
-    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, bench=own, at=at)) + "\n")
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, bench=own, at=at,
+                                                samples_kept=kept)) + "\n")
     # then again with the folder's size (this README's own bytes change it by a few)
-    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out), own, at))
+    write_atomic_text(readme, "\n".join(provenance(results, unfinished, commands, notes, name, _size(out), own, at,
+                                                kept))
                       + "\n")
     return out
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.collect import collect
+from analysis.compare import Comparison
 from analysis.report import main as report_main
 from analysis.report import make_report
 from tests.helpers import ROOT
@@ -93,8 +95,8 @@ def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, mo
     from analysis.ship import ship
     from tests.helpers import run_cli
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "dataset=ring8", "regularizer=none,sn,wc", "setting=B", "budget=smoke", "budget.iterations=4",
-                   "progress=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = run_cli("-m", "dataset=ring8", "regularizer=none,sn,wc", "setting=B", "seed=0,1", "budget=smoke",
+                   "budget.iterations=4", "progress=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(sweep.glob("*/checkpoint.pt"))
     monkeypatch.chdir(tmp_path)
@@ -102,9 +104,15 @@ def test_ship_copies_records_not_weights_and_its_report_regenerates(tmp_path, mo
     assert out == Path("results/tiny")
     shipped = sorted(p.relative_to(out / "runs") for p in (out / "runs").rglob("*") if p.is_file())
     assert {p.name for p in shipped} == {"result.json", "metrics.jsonl", "spectra.json", "final.png"}
-    assert len(shipped) == 3 * 4 and not list(out.rglob("*.pdf"))
+    # every run's records, but the sample images of the runs the report draws only: one seed per method
+    drawn = Comparison(*collect([out])).drawn_runs()
+    drawn = {Path(run).name for chosen in drawn.values() for run in chosen.values()}
+    with_samples = {p.parts[0] for p in shipped if p.name == "final.png"}
+    assert len(drawn) == 3 and with_samples == drawn
+    assert len(shipped) == 6 * 3 + 3 and not list(out.rglob("*.pdf"))
     readme = (out / "README.md").read_text()
-    assert "3 finished runs (3 completed)" in readme and "make sweep ..." in readme and "commit" in readme
+    assert "6 finished runs (6 completed)" in readme and "make sweep ..." in readme and "commit" in readme
+    assert "those of the 3 runs the report draws" in readme
     regenerated = tmp_path / "again"
     make_report([out], regenerated)
     assert (regenerated / "report.md").read_text() == (out / "report" / "report.md").read_text()

@@ -169,13 +169,16 @@ def broad_spectrum(evidence: Evidence) -> list[dict]:
     """WC and WN concentrate D's spectrum on few components; SN keeps it broad."""
     comparison, ranks = evidence.comparison, {}
     other_schedules = _other_schedules(comparison)
+    runs = comparison.runs.set_index("run_dir")
     for context in comparison.contexts():
         for method, run_dir in comparison.representative_runs(context, evidence.metric).items():
-            reg = comparison.runs.set_index("run_dir").loc[run_dir, "regularizer"]
+            run = runs.loc[run_dir]
+            # the paper's own variants only, as Figures 1-2: a best run at D with n_dis 10 is Figure 11's
+            table_1_setting = run.setting_label == run.config.get("setting.name")
             layers = [_effective_rank(v) for v in final_spectra(run_dir).values()]
             layers = [r for r in layers if not math.isnan(r)]
-            if layers and reg in ("sn", "wc", "wn") and method not in other_schedules:
-                ranks.setdefault(reg, []).append(float(np.mean(layers)))
+            if layers and run.regularizer in ("sn", "wc", "wn") and method not in other_schedules and table_1_setting:
+                ranks.setdefault(run.regularizer, []).append(float(np.mean(layers)))
     if not all(r in ranks for r in ("sn", "wc", "wn")):
         return [_case(UNKNOWN, "needs final spectra of sn, wc and wn runs")]
     mean = {r: float(np.mean(v)) for r, v in ranks.items()}

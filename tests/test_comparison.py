@@ -236,6 +236,23 @@ def test_ndis_claim_holds_when_only_wn_degrades(tmp_path):
     assert verdicts.loc["Figure 3", "verdict"] == UNKNOWN  # no wc runs
 
 
+def test_figure_3_reads_table_1_settings_not_a_figure_11_context(tmp_path):
+    """A reference with Figure 11's runs beside it: SN's best run there (setting D at n_dis 20) is not
+    the paper's Figure 3, so its spectrum, however narrow, leaves the verdict and its numbers alone."""
+    sweep = tmp_path / "sweep"
+    broad, narrow = [1.0, 0.9, 0.8], [1.0, 0.01, 0.01]
+    for reg in ("sn", "wn", "wc"):
+        write(sweep, f"{reg}-D", config(reg, iterations=5000), metrics={IS: 6.0},
+              spectra={"conv1": broad if reg == "sn" else narrow, "dense": [1.0]})
+    for reg in ("sn", "wn"):
+        for n_dis in (1, 20):
+            write(sweep, f"{reg}-D-{n_dis}", config(reg, n_dis=n_dis), metrics={IS: 7.0 if n_dis == 20 else 6.0},
+                  spectra={"conv1": narrow, "dense": [1.0]})
+    verdict = check_claims(Comparison(*collect([sweep]))).set_index("where").loc["Figure 3"]
+    assert verdict["verdict"] == HOLDS
+    assert "sn 0.969" in verdict["numbers"], verdict["numbers"]  # the 5K context's SN alone
+
+
 def test_figures_1_2_measure_each_setting_against_the_tables_best_not_a_lucky_single_seed(tmp_path):
     sweep = tmp_path / "sweep"
     for reg in ("sn", "wn", "wgangp"):

@@ -390,6 +390,13 @@ class Comparison:
         return sorted(runs.setting_label.unique(), key=_setting_order)
 
 
+def panel_order(context: str, setting: str) -> tuple:
+    """Contexts with their numbers in numeric order (budget 5000 before 10000), then settings A-F
+    with n_dis-style variants in numeric order: how figures and tables lay out configurations."""
+    natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", context)]
+    return (natural, _setting_order(setting))
+
+
 def _setting_order(label: str):
     """A-F, then opt, with n_dis-style variants in numeric order."""
     name, _, rest = label.partition(" ")

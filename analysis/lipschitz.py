@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import write_atomic_text
-from analysis.compare import Comparison
+from analysis.compare import Comparison, panel_order
 from analysis.figures import save
 from analysis.numbers import fmt
 from benchmark.contract import COMPLETED, METRICS_FILE, RESULT_FILE, read_json, read_jsonl
@@ -46,8 +46,9 @@ def lipschitz_over_training(comparison: Comparison) -> pd.DataFrame:
 def _panels(part: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One panel per context and setting (analysis.compare's labels); methods are the lines, seeds
     drawn as their median."""
+    groups = sorted(part.groupby(["context", "setting_label"]), key=lambda item: panel_order(*item[0]))
     return [(f"{context}, setting {setting}" if context != "all runs" else f"setting {setting}", group)
-            for (context, setting), group in part.groupby(["context", "setting_label"], sort=True)]
+            for (context, setting), group in groups]
 
 
 def since_the_paper(table: pd.DataFrame) -> pd.Series:
@@ -81,8 +82,13 @@ def lipschitz_during_training(table: pd.DataFrame, dataset: str, subtitle: str =
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     axes[0, 0].set_ylabel("Lipschitz constant of D")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+    # every method once, from whichever panel drew it (a Figure 11 panel has SN and WN only)
+    legend = {}
+    for ax in axes.flat[:len(panels)]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels = sorted(legend, key=lambda label: (label.split(":")[0], ":" in label))
+    fig.legend([legend[label] for label in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                title="solid: empirical (lower bound)\ndashed: layer product (upper bound)", title_fontsize=8)
     fig.suptitle(f"{dataset}: measured Lipschitz constant of D (median over seeds){subtitle}")
     fig.tight_layout()
@@ -97,6 +103,8 @@ def sn_layer_table(comparison: Comparison) -> str:
     runs = comparison.runs
     sn = runs[(runs.regularizer == "sn") & (runs.status == COMPLETED)].sort_values("seed")
     chosen = sn.drop_duplicates("config_id")
+    chosen = chosen.iloc[sorted(range(len(chosen)), key=lambda i: panel_order(chosen.context.iloc[i],
+                                                                               chosen.setting_label.iloc[i]))]
     blocks = []
     for (dataset, model, width), group in chosen.groupby(["dataset", "model", "width"], dropna=False, sort=True):
         columns, cells, products, iterations = [], {}, [], set()
@@ -135,6 +143,7 @@ def lipschitz_section(comparison: Comparison, out_dir: Path) -> list[str]:
           "(a lower bound on D's Lipschitz constant), and the product of the layers' true operator norms "
           "(an upper bound where D is a chain of its layers and 1-Lipschitz activations).", ""]
     newer = table[since_the_paper(table) | (table.regularizer == "sn")]
+    newer = newer[newer.context.isin(newer[since_the_paper(newer)].context)]  # not SN's Figure 11 contexts
     for dataset in sorted(table.dataset.dropna().unique()):
         save(lipschitz_during_training(table, dataset), out_dir, f"lipschitz_{dataset}")
         md += [f"![Lipschitz constant of D on {dataset}](lipschitz_{dataset}.png)", ""]

@@ -179,11 +179,13 @@ def test_tiny_image_run_records_conv_operator_norms(tmp_path, image_root):
 
 
 def write_diagnosed_run(sweep, reg: str, setting: str, seed: int, grad: float, product: float, bound: bool = True,
-                        loss: str = "ns", output: float | None = None, ascent: float | None = None):
-    run = sweep / f"loss={loss},regularizer={reg},seed={seed},setting={setting}"
+                        loss: str = "ns", output: float | None = None, ascent: float | None = None, n_dis: int = 1,
+                        iterations: int = 5000):
+    run = sweep / f"budget={iterations},loss={loss},n_dis={n_dis},regularizer={reg},seed={seed},setting={setting}"
     (run / ".hydra").mkdir(parents=True)
     config = {"dataset": {"name": "ring8"}, "model": {"name": "mlp"}, "loss": {"name": loss},
-              "regularizer": {"name": reg}, "setting": {"name": setting, "n_dis": 1}, "seed": seed}
+              "regularizer": {"name": reg}, "setting": {"name": setting, "n_dis": n_dis}, "seed": seed,
+              "budget": {"iterations": iterations}}
     (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
     diagnostics = [{"grad_max": grad * i, "grad_mean": grad * i / 2, "ascent_max": ascent, "output_max": output,
                     "layer_product": product,
@@ -236,6 +238,24 @@ def test_methods_since_the_paper_get_a_figure_beside_sn_alone(tmp_path):
     report = make_report([sweep], tmp_path / "out").read_text()
     assert (tmp_path / "out" / "lipschitz_ring8_since_the_paper.png").is_file()
     assert "(lipschitz_ring8_since_the_paper.png)" in report
+
+
+def test_every_method_is_in_the_legend_and_panels_run_in_numeric_order(tmp_path):
+    """A reference with Figure 11's runs: the 5K contexts before the 10K one, n_dis 2 before n_dis 10,
+    and a method the first panel lacks still in the legend."""
+    from analysis.collect import collect
+    from analysis.compare import Comparison
+    from analysis.lipschitz import lipschitz_during_training, lipschitz_over_training
+    sweep = tmp_path / "sweep"
+    write_diagnosed_run(sweep, "sn", "A", 0, 0.5, 1.5)
+    write_diagnosed_run(sweep, "ln", "B", 0, 40.0, 8.0)
+    for n_dis in (10, 2):
+        write_diagnosed_run(sweep, "wn", "D", 0, 9.0, 90.0, n_dis=n_dis, iterations=10000)
+    figure = lipschitz_during_training(lipschitz_over_training(Comparison(*collect([sweep]))), "ring8")
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles == ["budget.iterations=5000, setting A", "budget.iterations=5000, setting B",
+                      "budget.iterations=10000, setting D n_dis=2", "budget.iterations=10000, setting D n_dis=10"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["ln", "sn", "wn"]
 
 
 @pytest.mark.parametrize("grad, output, verdict", [(0.5, 0.99, "holds"), (0.6, 0.99, "does not hold"),

@@ -379,7 +379,7 @@ class Comparison:
         return sigma if self.at is None else sigma[sigma.iteration <= self.at]
 
     def contexts(self) -> list[str]:
-        return sorted(self.runs.context.unique())
+        return ordered_contexts(self.runs.context)
 
     def methods(self, context: str | None = None) -> list[str]:
         runs = self.runs if context is None else self.runs[self.runs.context == context]
@@ -388,6 +388,11 @@ class Comparison:
     def settings(self, context: str | None = None) -> list[str]:
         runs = self.runs if context is None else self.runs[self.runs.context == context]
         return sorted(runs.setting_label.unique(), key=_setting_order)
+
+
+def ordered_contexts(contexts) -> list[str]:
+    """The distinct contexts, their numbers in numeric order (panel_order)."""
+    return sorted(set(contexts), key=lambda context: panel_order(context, ""))
 
 
 def panel_order(context: str, setting: str) -> tuple:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import final_spectra, sigma_over_training
-from analysis.compare import Comparison, bootstrap_ci
+from analysis.compare import Comparison, bootstrap_ci, ordered_contexts
 from analysis.numbers import estimate, fmt
 from analysis.paper import PAPER_PROTOCOLS, paper_value
 from benchmark.contract import FINAL_SAMPLES, higher_is_better, write_atomic
@@ -63,7 +63,7 @@ def settings_bars(comparison: Comparison, metric: str) -> plt.Figure:
     """Final `metric` of every method under every setting, one panel per context: the mean over
     seeds with its 95% bootstrap interval; n under each bar; diverged/failed seeds in red."""
     table = comparison.summary(metric)
-    contexts = sorted(table.context.unique())
+    contexts = ordered_contexts(table.context)
     n_settings = max(len(comparison.settings(c)) for c in contexts)
     n_methods = max(len(comparison.methods(c)) for c in contexts)
     fig, axes = _panels(len(contexts), max(6, 1.1 * n_settings * max(1, n_methods) / 4), 3.4)
@@ -103,7 +103,7 @@ def overview_heatmap(comparison: Comparison, metric: str, settings: tuple[str, .
     by their worst setting, the most robust on top. Sized to read at 800 px: the README's figure."""
     table = comparison.summary(metric)
     higher = higher_is_better(metric)
-    contexts = sorted(table.context.unique())
+    contexts = ordered_contexts(table.context)
     shown = [s for s in (settings or comparison.settings()) if s in set(table.setting)]
     heights = [max(2, len(table[table.context == c].method.unique())) for c in contexts]
     fig, axes = plt.subplots(len(contexts), 1, figsize=(6.6, 0.9 + 0.28 * sum(heights) + 0.5 * len(contexts)),
@@ -204,7 +204,7 @@ def learning_curves(comparison: Comparison, metric: str) -> plt.Figure:
     setting: the mean over the seeds evaluated at that point, with its 95% bootstrap band
     (a seed that diverged stops contributing where its evaluations stop)."""
     best = comparison.best_settings(metric).dropna(subset=["setting"])
-    contexts = sorted(best.context.unique()) or ["all runs"]
+    contexts = ordered_contexts(best.context) or ["all runs"]
     fig, axes = plt.subplots(len(contexts), 2, figsize=(10, 3.4 * len(contexts)), squeeze=False)
     runs, colors = comparison.runs, method_colors(comparison)
     for (by_iter, by_time), context in zip(axes, contexts, strict=True):

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.compare import Comparison
+from analysis.compare import Comparison, ordered_contexts
 from benchmark.contract import COMPLETED, FINISHED, metric_kind
 
 SETTLED = 0.9  # Spearman correlation with the final ranking from which on the ranking counts as settled
@@ -79,7 +79,7 @@ def ranking_over_training(comparison: Comparison, metric: str) -> pd.DataFrame:
 
 
 def ranking_figure(stability: pd.DataFrame, metric: str) -> plt.Figure:
-    contexts = sorted(stability.context.unique())
+    contexts = ordered_contexts(stability.context)
     fig, axes = plt.subplots(1, len(contexts), figsize=(5 * len(contexts), 3.4), squeeze=False)
     for ax, context in zip(axes[0], contexts, strict=True):
         part = stability[stability.context == context]

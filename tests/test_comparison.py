@@ -236,6 +236,14 @@ def test_ndis_claim_holds_when_only_wn_degrades(tmp_path):
     assert verdicts.loc["Figure 3", "verdict"] == UNKNOWN  # no wc runs
 
 
+def test_contexts_run_in_numeric_order(tmp_path):
+    """A 10K context beside a 5K one comes second in every table and figure (not by string order)."""
+    sweep = tmp_path / "sweep"
+    for iterations in (10000, 5000):
+        write(sweep, f"sn-{iterations}", config(iterations=iterations), metrics={IS: 6.0})
+    assert Comparison(*collect([sweep])).contexts() == ["budget.iterations=5000", "budget.iterations=10000"]
+
+
 def test_figure_3_reads_table_1_settings_not_a_figure_11_context(tmp_path):
     """A reference with Figure 11's runs beside it: SN's best run there (setting D at n_dis 20) is not
     the paper's Figure 3, so its spectrum, however narrow, leaves the verdict and its numbers alone."""

@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # files only, whatever display the shell has (notebooks k
 from analysis import figures as F  # noqa: E402
 from analysis.claims import check_claims, claims_markdown  # noqa: E402
 from analysis.collect import SchemaError, UnreadableRunError, collect, read_bench, read_json, write_atomic_text  # noqa: E402
-from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison  # noqa: E402
+from analysis.compare import FAILED_POLICIES, SELECTIONS, Comparison, panel_order  # noqa: E402
 from analysis.lipschitz import lipschitz_over_training, lipschitz_section  # noqa: E402
 from analysis.numbers import estimate, fmt  # noqa: E402
 from analysis.paper import FIGURES_1_2  # noqa: E402
@@ -211,7 +211,11 @@ def schedule_section(comparison: Comparison, primary: str | None) -> list[str]:
     lipschitz = _final_lipschitz(comparison, sn)
     head = ["context", "setting", "schedule", *shown, "max sigma_max", "empirical L (median)", "layer product (median)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (context, setting, method), group in sn.groupby(["context", "setting_label", "method"], sort=True):
+    # only where both schedules ran (a Figure 11 context has SN under one schedule: nothing to compare)
+    sn = sn[schedule[sn.index].groupby([sn.context, sn.setting_label]).transform("nunique") > 1]
+    groups = sorted(sn.groupby(["context", "setting_label", "method"]), key=lambda item: (panel_order(*item[0][:2]),
+                                                                                          item[0][2]))
+    for (context, setting, method), group in groups:
         cells = [context, setting, method]
         for m in shown:
             row = tables[m][(tables[m].context == context) & (tables[m].method == method)

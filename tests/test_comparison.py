@@ -334,6 +334,22 @@ def test_figure_9_has_a_verdict_for_each_power_iteration_schedule(tmp_path):
     assert verdicts.loc["Figure 9 (per_forward)", "verdict"] == HOLDS
 
 
+def test_the_schedule_section_shows_settings_where_both_schedules_ran(tmp_path):
+    """SN's Figure 11 runs (one schedule, another context) have nothing to compare: no row."""
+    sweep = tmp_path / "sweep"
+    for schedule in ("per_update", "per_forward"):
+        cfg = config("sn", setting="C", n_dis=1, lr=2e-4)
+        cfg["regularizer"]["power_iteration"] = schedule
+        write(sweep, f"C-{schedule}", cfg, metrics={IS: 6.0})
+    for n_dis in (1, 20):
+        cfg = config("sn", n_dis=n_dis, iterations=20000)
+        cfg["regularizer"]["power_iteration"] = "per_update"
+        write(sweep, f"D-{n_dis}", cfg, metrics={IS: 6.0})
+    rows = [line for line in report.schedule_section(Comparison(*collect([sweep])), IS) if line.startswith("| budget")]
+    assert [line.split(" | ")[1:3] for line in rows] == [["C", "sn (power_iteration=per_forward)"],
+                                                          ["C", "sn (power_iteration=per_update)"]], rows
+
+
 def test_scoring_at_an_update_extends_shorter_runs_with_longer_ones(tmp_path):
     """--at N: a run trained past N is scored by its evaluation at N and is then the same configuration
     as a run that stopped there; a run that diverged after N was fine at N; a shorter one is left out."""

@@ -293,9 +293,11 @@ class Comparison:
 
     def best_settings(self, metric: str) -> pd.DataFrame:
         """Per (context, method): the setting with the best mean (failures counted by the policy),
-        among the method's settings with the most seeds that ended (completed, diverged or failed): a
-        partly run grid never crowns a one-seed setting (the luckiest draw of one) over a setting
-        measured with all its seeds. A tie goes to the earlier setting (A-F order)."""
+        among the method's settings measured with two seeds or more that ended (completed, diverged or
+        failed; where none has two, those with the most): a partly run grid never crowns a one-seed
+        setting (the luckiest draw of one, without an interval) over one measured with several seeds,
+        and a third seed added to one setting does not hide the method's other settings. A tie goes to
+        the earlier setting (A-F order)."""
         return self._extreme_settings(metric, worst=False)
 
     def worst_settings(self, metric: str) -> pd.DataFrame:
@@ -310,7 +312,7 @@ class Comparison:
         for _, group in table.groupby(["context", "method"], sort=True):
             scored = group.dropna(subset=["mean"])
             ended = scored.seeds - scored.unfinished
-            scored = scored[ended == ended.max()]
+            scored = scored[ended >= min(ended.max(), 2)]
             if scored.empty:
                 rows.append(group.iloc[0].to_dict() | {"setting": None, "mean": math.nan, "n": 0})
                 continue
@@ -333,7 +335,8 @@ class Comparison:
         return (f"Scores: {what[self.select]}, with G in eval mode. Failures: {failed}. Intervals: 95% "
                 f"percentile bootstrap of the mean over seeds ({BOOTSTRAP_RESAMPLES} resamples); with one seed "
                 f"none, and the IS split std where there is one. A method's best setting is chosen among its "
-                f"settings with the most seeds that ended; a tie goes to the earlier setting.")
+                f"settings with two seeds or more that ended (where none has two, those with the most); a tie goes "
+                f"to the earlier setting.")
 
     # ------------------------------------------------------------ runs behind the figures
     def best_run(self, context: str, method: str, metric: str | None, setting: str | None = None) -> str | None:

@@ -140,6 +140,18 @@ def test_a_one_seed_setting_is_not_crowned_over_one_with_all_its_seeds(tmp_path)
     assert Comparison(*collect([sweep])).best_settings(IS).iloc[0].setting == "C"
 
 
+def test_a_third_seed_in_one_setting_does_not_hide_the_settings_with_two(tmp_path):
+    """The budget test adds seed 2 setting by setting: meanwhile D's two seeds still compete with F's three."""
+    sweep = tmp_path / "sweep"
+    for seed in range(2):
+        write(sweep, f"D-{seed}", config(setting="D", lr=1e-3, seed=seed), metrics={IS: 5.5 + 0.1 * seed})
+    for seed in range(3):
+        write(sweep, f"F-{seed}", config(setting="F", lr=1e-3, seed=seed), metrics={IS: 3.0 + 0.1 * seed})
+    comparison = Comparison(*collect([sweep]))
+    best, worst = comparison.best_settings(IS).iloc[0], comparison.worst_settings(IS).iloc[0]
+    assert (best.setting, best.n, worst.setting, worst.n) == ("D", 2, "F", 3)
+
+
 def test_a_run_without_good_samples_counts_as_the_worst_kl_not_as_missing(tmp_path):
     sweep = tmp_path / "sweep"
     kl, modes = "mixture10k_kl", "mixture10k_modes"

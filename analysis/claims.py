@@ -167,7 +167,7 @@ def _effective_rank(values) -> float:
 @claim(paper.FIGURE_3, needs_metric=False)
 def broad_spectrum(evidence: Evidence) -> list[dict]:
     """WC and WN concentrate D's spectrum on few components; SN keeps it broad."""
-    comparison, ranks = evidence.comparison, {}
+    comparison, ranks, used = evidence.comparison, {}, {}
     other_schedules = _other_schedules(comparison)
     runs = comparison.runs.set_index("run_dir")
     for context in comparison.contexts():
@@ -179,12 +179,15 @@ def broad_spectrum(evidence: Evidence) -> list[dict]:
             layers = [r for r in layers if not math.isnan(r)]
             if layers and run.regularizer in ("sn", "wc", "wn") and method not in other_schedules and table_1_setting:
                 ranks.setdefault(run.regularizer, []).append(float(np.mean(layers)))
+                used[run_dir] = run.regularizer
     if not all(r in ranks for r in ("sn", "wc", "wn")):
         return [_case(UNKNOWN, "needs final spectra of sn, wc and wn runs")]
     mean = {r: float(np.mean(v)) for r, v in ranks.items()}
     holds = mean["sn"] > mean["wc"] and mean["sn"] > mean["wn"]
+    later = comparison.ends_past_at(used)  # their only spectra are their last
     return [_case(HOLDS if holds else FAILS,
-                  "mean effective rank / size: " + ", ".join(f"{r} {fmt(mean[r])}" for r in ("sn", "wc", "wn")))]
+                  "mean effective rank / size: " + ", ".join(f"{r} {fmt(mean[r])}" for r in ("sn", "wc", "wn"))
+                  + "".join(f"; {used[d]}'s spectra from its end, update {end}" for d, end in sorted(later.items())))]
 
 
 # ------------------------------------------------------------------ Figure 9

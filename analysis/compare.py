@@ -376,6 +376,14 @@ class Comparison:
         images of these runs only (analysis.ship)."""
         return {context: self.representative_runs(context, self.primary(context)) for context in self.contexts()}
 
+    def ends_past_at(self, run_dirs) -> dict[str, int]:
+        """Of `run_dirs`, those that trained past the scored update, with their budget: a record keeps
+        only its last spectra and samples, so what these runs draw comes from later than the tables."""
+        if self.at is None:
+            return {}
+        planned = self.runs.set_index("run_dir").iterations_planned.astype(float)
+        return {d: int(planned[d]) for d in run_dirs if planned[d] > self.at}
+
     def sigma_over_training(self, run_dirs) -> pd.DataFrame:
         """analysis.collect.sigma_over_training, up to the generator update the runs are scored at."""
         sigma = sigma_over_training(run_dirs)

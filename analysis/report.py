@@ -147,6 +147,12 @@ def spectra_section(comparison: Comparison, out_dir: Path) -> list[str]:
                f"(its best setting, its best seed): " + "; ".join(labels[m] for m in sorted(labels)), "",
                "Figure 9: " + ("setting C, as in the paper" if at_c else
                                "no run under setting C, so each method's best run instead"), ""]
+        later = comparison.ends_past_at(chosen.values())
+        if later:
+            md += [f"The spectra and samples are each run's last (a record keeps no others); these runs trained "
+                   f"past generator update {comparison.at}, where the tables score them, so theirs come from "
+                   f"their end: " + "; ".join(f"{labels[m]} at {later[d]}" for m, d in sorted(chosen.items())
+                                              if d in later), ""]
         F.save(F.singular_value_spectra(chosen, title), out_dir, f"spectra_final{suffix}")
         F.save(F.sigma_max_during_training(fig9, title), out_dir, f"sigma_max_training{suffix}")
         F.save(F.sample_grids(chosen, labels, title), out_dir, f"samples{suffix}")

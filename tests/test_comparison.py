@@ -405,6 +405,25 @@ def test_the_budget_section_tells_intervals_apart_only_over_two_seeds_or_more(tm
     assert "| sn | D | 9.9 +- 0.011 (split std) | 9 +- 0.01 (split std) | - (one seed) |" in section
 
 
+def test_pictures_from_past_the_scored_update_say_so(tmp_path):
+    """A record keeps only its last spectra and samples: scored at 50, a 100-update run's pictures
+    and Figure 3's numbers come from update 100, and the report and the claim say so; a run that
+    ended at 50 is not named."""
+    sweep = tmp_path / "sweep"
+    write(sweep, "sn-0", config("sn", iterations=100), metrics={IS: 9.0})
+    for reg in ("wc", "wn"):
+        short = write(sweep, f"{reg}-0", config(reg, iterations=50), metrics={IS: 5.0})
+        result = json.loads((short / "result.json").read_text())
+        result.update(iteration=50, iterations_planned=50)
+        (short / "result.json").write_text(json.dumps(result))
+    text = report.make_report([sweep], tmp_path / "out", at=50).read_text()
+    section = text.split("## Discriminator spectra and samples")[1].split("\n## ")[0]
+    assert "theirs come from their end: sn, D, seed 0 at 100\n" in section
+    figure_3 = next(line for line in text.splitlines() if line.startswith("| Figure 3 "))
+    assert figure_3.endswith("; sn's spectra from its end, update 100 |")
+    assert "their end" not in report.make_report([sweep], tmp_path / "final").read_text()
+
+
 def test_a_tie_between_settings_goes_to_the_earlier_one(tmp_path):
     sweep = tmp_path / "sweep"
     for setting in ("C", "B", "D"):

@@ -321,7 +321,10 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
                summary, ""]
     md += schedule_section(comparison, primary)
     if at is not None:
-        md += budget_section(runs, evals, comparison, select, failed)
+        budget = budget_section(runs, evals, comparison, select, failed)
+        if budget:  # the tables without their heading, for pages that embed them (analysis/embed.py)
+            write_atomic_text(out_dir / "budget.md", "\n".join(budget[2:]).rstrip("\n") + "\n")
+        md += budget
     if not metrics:
         md += ["No run has evaluation results yet: figures of metrics are skipped.", ""]
     for metric in metrics:

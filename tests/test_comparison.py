@@ -403,6 +403,10 @@ def test_the_budget_section_tells_intervals_apart_only_over_two_seeds_or_more(tm
     section = text.split("## At 50 and at the end")[1].split("\n## ")[0]
     assert "| wn | D | 10 [9.9, 10.1] | 9.1 [9, 9.2] | yes |" in section
     assert "| sn | D | 9.9 +- 0.011 (split std) | 9 +- 0.01 (split std) | - (one seed) |" in section
+    embeddable = (tmp_path / "out" / "budget.md").read_text()
+    assert embeddable.startswith("The runs trained past generator update 50") and embeddable.strip() in section
+    report.make_report([sweep], tmp_path / "final")
+    assert not (tmp_path / "final" / "budget.md").exists()  # scored at the end: no earlier update to show
 
 
 def test_pictures_from_past_the_scored_update_say_so(tmp_path):

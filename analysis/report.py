@@ -248,15 +248,14 @@ def _final_lipschitz(comparison: Comparison, runs):
 
 def budget_section(runs, evals, comparison: Comparison, select: str, failed: str) -> list[str]:
     """The runs trained past the scored update, at that update and at their end, side by side (the
-    same records): whether a departure survives a longer budget."""
+    same records): whether a departure survives a longer budget. Without its heading: make_report adds it."""
     planned = runs.iterations_planned.astype(float)
     longer = runs[planned > comparison.at]
     if longer.empty:
         return []
     primary = comparison.primary()
     other = companion_metric(comparison, primary) if primary else None
-    md = [f"## At {comparison.at} and at the end", "",
-          f"The runs trained past generator update {comparison.at}, scored there and at their end (same runs, same "
+    md = [f"The runs trained past generator update {comparison.at}, scored there and at their end (same runs, same "
           f"records); 'apart' says whether the two intervals over seeds are disjoint (it needs two seeds or more).", ""]
     for budget, part in longer.groupby(planned[longer.index]):
         early = Comparison(part, evals, select=select, failed=failed, at=comparison.at)
@@ -322,9 +321,9 @@ def make_report(paths: list[Path], out_dir: Path, bench: Path | None = None, sel
     md += schedule_section(comparison, primary)
     if at is not None:
         budget = budget_section(runs, evals, comparison, select, failed)
-        if budget:  # the tables without their heading, for pages that embed them (analysis/embed.py)
-            write_atomic_text(out_dir / "budget.md", "\n".join(budget[2:]).rstrip("\n") + "\n")
-        md += budget
+        if budget:  # also on its own, for pages that embed it (analysis/embed.py)
+            write_atomic_text(out_dir / "budget.md", "\n".join(budget).rstrip("\n") + "\n")
+            md += [f"## At {at} and at the end", "", *budget]
     if not metrics:
         md += ["No run has evaluation results yet: figures of metrics are skipped.", ""]
     for metric in metrics:
